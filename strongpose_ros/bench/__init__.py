@@ -1,0 +1,1 @@
+"""Benchmarks, one module each, run by `strongpose bench NAME` or `python bench/NAME.py`."""

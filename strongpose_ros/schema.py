@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KeypointSchema", "COCO17", "CROWDPOSE14", "SCHEMAS", "get_schema"]
+__all__ = ["COCO17", "CROWDPOSE14", "SCHEMAS", "KeypointSchema", "get_schema"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ class KeypointSchema:
     def _check_spanning_tree(self) -> None:
         k = len(self.keypoints)
         if len(self.tree) != k - 1:
-            raise ValueError(f"schema {self.name!r}: a tree over {k} keypoints needs {k - 1} edges, got {len(self.tree)}")
+            raise ValueError(
+                f"schema {self.name!r}: a tree over {k} keypoints needs {k - 1} edges, got {len(self.tree)}"
+            )
         neighbours: list[list[int]] = [[] for _ in range(k)]
         for a, b in self.tree:
             neighbours[a].append(b)

@@ -28,5 +28,7 @@ setup(
         "tensorboard>=2.14",
     ],
     extras_require={"export": ["onnx>=1.15", "onnxruntime>=1.17"], "test": ["pytest>=8", "hypothesis>=6.90"]},
-    entry_points={"console_scripts": ["strongpose = strongpose_ros.cli:main"]},
+    entry_points={"console_scripts": ["strongpose = strongpose_ros.cli:main",
+                                      "pose_node = strongpose_ros.ros.pose_node:main",
+                                      "source_node = strongpose_ros.ros.source_node:main"]},
 )

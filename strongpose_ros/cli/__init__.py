@@ -12,7 +12,7 @@ import sys
 from importlib import import_module
 
 # Verbs in the order `--help` lists them; a module per verb in this package.
-VERBS: tuple[str, ...] = ("synth", "bench")
+VERBS: tuple[str, ...] = ("demo", "synth", "train", "eval", "bench", "bag", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,11 @@ lint: setup
 test: setup
 	@$(ENV) && ruff check . && python -m pytest
 
+.PHONY: demo
+# The README's main job: source + pose node on the bundled clip and weights; results in ./demo_output/.
+demo: setup
+	@$(ENV) && strongpose demo
+
 bench: setup
 	@$(ENV) && for b in bench/*.py; do echo "== $$b"; python "$$b" || exit 1; done
 

@@ -1,0 +1,70 @@
+"""`strongpose export`: the network as ONNX or TorchScript, checked against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+_DESCRIPTION = """\
+Export a checkpoint's network (normalised RGB images in; heatmaps, short_offsets, mid_offsets,
+body_heatmap out) to ONNX or TorchScript, then run the exported file and PyTorch on the same sample input
+and print the largest absolute difference of each output. Exits non-zero when a difference is above
+--tolerance.
+
+The shapes are FIXED: tracing bakes the batch size and the input height and width into the file, so it
+runs only on (BATCH, 3, H, W) as exported (default: batch 1 and the checkpoint's training input size).
+Resizing, padding and normalisation ((x/255 - mean) / std, RGB) and the decoder stay outside the file;
+the model config is stored in it (ONNX metadata 'strongpose_model_config', TorchScript extra file
+'model_config.json').
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export the network to ONNX or TorchScript (fixed shapes) and check it against PyTorch",
+        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="C",
+                        help="StrongPose .safetensors checkpoint")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="export format")
+    parser.add_argument("--out", required=True, type=Path, metavar="F", help="file to write")
+    parser.add_argument("--input-size", nargs=2, type=_positive_int, metavar=("H", "W"), default=None,
+                        help="fixed input height and width (default: the checkpoint's training input size)")
+    parser.add_argument("--batch", type=_positive_int, default=1, metavar="N", help="fixed batch size (default 1)")
+    parser.add_argument("--tolerance", type=float, default=None, metavar="T",
+                        help="largest absolute difference allowed per output (default 1e-3)")
+    parser.add_argument("--json", metavar="FILE", help="also write the differences to FILE")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from strongpose_ros.checkpoint import CheckpointError
+    from strongpose_ros.cli.common import write_json
+    from strongpose_ros.export import ExportConfig, ExportError, export_model
+
+    config = ExportConfig() if args.tolerance is None else ExportConfig(tolerance=args.tolerance)
+    try:
+        report = export_model(args.checkpoint, args.format, args.out, input_size=args.input_size, batch=args.batch,
+                              config=config)
+    except (CheckpointError, ExportError, ValueError) as exc:
+        print(f"strongpose export: {exc}", file=sys.stderr)
+        return 2
+    for line in report.lines():
+        print(line)
+    write_json(args.json, {f"max_abs_diff_{name}": value for name, value in report.max_abs_diff.items()}
+               | {"ok": report.ok, "tolerance": report.tolerance})
+    if not report.ok:
+        print(f"strongpose export: {args.out} does not match PyTorch within {report.tolerance:g}", file=sys.stderr)
+        return 1
+    return 0

@@ -372,7 +372,7 @@ def test_run_nodes_composes_the_node_with_others_in_one_executor(ros_context, mo
 
 def test_config_file_matches_the_declared_parameters(ros_context, model_path):
     document = yaml.safe_load(CONFIG.read_text())
-    values = document["pose_node"]["ros__parameters"]
+    values = document["/**/pose_node"]["ros__parameters"]
 
     def flatten(tree, prefix=""):
         for key, value in tree.items():

@@ -158,16 +158,18 @@ def test_heavy_outputs_are_built_only_while_someone_subscribes(harness_factory):
     pub.publish(numpy_to_image(frame(3), "bgr8", header(1)))
     assert h.spin_until(lambda: h.received["persons"])
     counts = h.node.output_counts
-    assert counts["body_heatmap"] == counts["overlay"] == counts["markers"] == 0
+    assert counts["body_heatmap"] == counts["body_heatmap_image"] == counts["overlay"] == counts["markers"] == 0
 
     h.subscribe("heatmap", BodyHeatmap, "/pose_node/body_heatmap")
+    h.subscribe("heatmap_image", Image, "/pose_node/body_heatmap_image")
     h.subscribe("overlay", Image, "/pose_node/overlay")
     h.subscribe("markers", MarkerArray, "/pose_node/markers")
-    h.connect(pub, "body_heatmap", "overlay", "markers")
+    h.connect(pub, "body_heatmap", "body_heatmap_image", "overlay", "markers")
     pub.publish(numpy_to_image(frame(3), "bgr8", header(2, frame_id="cam")))
-    assert h.spin_until(lambda: h.received["heatmap"] and h.received["overlay"] and h.received["markers"])
-    heatmap, overlay, markers = h.received["heatmap"][0], h.received["overlay"][0], h.received["markers"][0]
-    for msg in (heatmap, overlay, *markers.markers):
+    wanted = ("heatmap", "heatmap_image", "overlay", "markers")
+    assert h.spin_until(lambda: all(h.received[name] for name in wanted))
+    heatmap, heatmap_image, overlay, markers = (h.received[name][0] for name in wanted)
+    for msg in (heatmap, heatmap_image, overlay, *markers.markers):
         assert msg.header.stamp.sec == 2 and msg.header.frame_id == "cam"
     # 128x96 resized to 129x97 (factor 129/128), stride 16: cells (0..8, 0..6), one cell = 16 * 128/129 px.
     assert (heatmap.body.encoding, heatmap.body.width, heatmap.body.height) == ("32FC1", 9, 7)
@@ -176,6 +178,7 @@ def test_heavy_outputs_are_built_only_while_someone_subscribes(harness_factory):
     assert np.all((body >= 0) & (body <= 1))
     assert len(heatmap.keypoints) == 17
     assert (overlay.encoding, overlay.width, overlay.height) == ("bgr8", 128, 96)
+    assert (heatmap_image.encoding, heatmap_image.width, heatmap_image.height) == ("bgr8", 128, 96)
     assert markers.markers[0].action == Marker.DELETEALL
     assert [m.type for m in markers.markers[1:]] == [Marker.POINTS, Marker.LINE_LIST] * 3
 

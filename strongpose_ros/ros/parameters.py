@@ -132,7 +132,8 @@ def _specs() -> tuple[ParameterSpec, ...]:
     for f in fields(TrackerConfig):
         specs.append(ParameterSpec(f"tracking.{f.name}", f.default, _TRACKER_HELP[f.name]))
     specs += [
-        ParameterSpec("outputs.body_heatmap", True, "publish ~/body_heatmap (while subscribed)"),
+        ParameterSpec("outputs.body_heatmap", True,
+                      "publish ~/body_heatmap and its colourised ~/body_heatmap_image (while subscribed)"),
         ParameterSpec("outputs.keypoint_heatmaps", False, "add the keypoint heat maps (SKHM) to ~/body_heatmap"),
         ParameterSpec("outputs.overlay", True, "publish ~/overlay, the frame with skeletons (while subscribed)"),
         ParameterSpec("outputs.markers", True, "publish ~/markers, RViz markers (while subscribed)"),

@@ -45,7 +45,7 @@ from visualization_msgs.msg import MarkerArray
 
 from strongpose_ros.checkpoint import CheckpointError
 from strongpose_ros.decode import warmup as warmup_decoder
-from strongpose_ros.drawing import DrawingConfig, draw_poses
+from strongpose_ros.drawing import DrawingConfig, blend_heatmap, draw_poses
 from strongpose_ros.estimator import Estimator
 from strongpose_ros.msg import BodyHeatmap, PersonArray, PoseSchema
 from strongpose_ros.ros.diagnostics import DiagnosticsConfig, FrameStats, RateLimitedLog, diagnostic_status
@@ -132,7 +132,7 @@ class PoseNode(LifecycleNode):
         self._seq = 0
         self._input_group = MutuallyExclusiveCallbackGroup()
         # Counts of heavy outputs built (tests check that nothing is built without subscribers).
-        self.output_counts = {"persons": 0, "body_heatmap": 0, "overlay": 0, "markers": 0}
+        self.output_counts = {"persons": 0, "body_heatmap": 0, "body_heatmap_image": 0, "overlay": 0, "markers": 0}
 
         # Diagnostics run in every state (a failed configure is reported too), on a steady clock so that
         # they keep coming with use_sim_time before any /clock arrives.
@@ -180,6 +180,8 @@ class PoseNode(LifecycleNode):
         self._pubs = {
             "persons": self.create_publisher(PersonArray, "~/persons", OUTPUT_QOS),
             "body_heatmap": self.create_publisher(BodyHeatmap, "~/body_heatmap", HEAVY_QOS),
+            # The same map colourised over the frame, for RViz (which cannot draw a BodyHeatmap).
+            "body_heatmap_image": self.create_publisher(Image, "~/body_heatmap_image", HEAVY_QOS),
             "overlay": self.create_publisher(Image, "~/overlay", HEAVY_QOS),
             "markers": self.create_publisher(MarkerArray, "~/markers", HEAVY_QOS),
             "schema": self.create_publisher(PoseSchema, "~/schema", SCHEMA_QOS),
@@ -384,6 +386,7 @@ class PoseNode(LifecycleNode):
 
         out = settings.outputs
         want_heatmap = self._wanted("body_heatmap", out.body_heatmap, out.always)
+        want_heatmap_image = self._wanted("body_heatmap_image", out.body_heatmap, out.always)
         want_overlay = self._wanted("overlay", out.overlay, out.always)
         want_markers = self._wanted("markers", out.markers, out.always)
         try:
@@ -421,7 +424,11 @@ class PoseNode(LifecycleNode):
             self._pubs["markers"].publish(marker_array_msg(header, people, estimator.schema, result.image_size, ids,
                                                            settings.markers))
             self.output_counts["markers"] += 1
-        if want_overlay:
+        if want_heatmap_image:
+            blended = blend_heatmap(image, result.body_heatmap, result.heatmap_transform)
+            self._pubs["body_heatmap_image"].publish(numpy_to_image(blended, "bgr8", header))
+            self.output_counts["body_heatmap_image"] += 1
+        if want_overlay:  # last: it draws on the frame itself
             drawn = draw_poses(image, people, estimator.schema, ids,
                                DrawingConfig(keypoint_threshold=settings.decoder.keypoint_threshold), copy=False)
             self._pubs["overlay"].publish(numpy_to_image(drawn, "bgr8", header))

@@ -15,9 +15,14 @@
 A limit of the oracle worth knowing: mid-range targets exist only between two labelled keypoints, so where
 a joint on the tree path between two labelled keypoints is unlabelled (a back view without the face: the
 tree joins left and right only through the nose) the perfect outputs carry no displacement across the gap
-and no tree walk can join the pieces; the decoder's fragment merging recovers most of them from geometry
-and the body map. In the COCO mini set 31 of the 86 people with keypoints are such. `connected_only=True`
-evaluates on the others alone (the rest become crowd regions: detections on them neither count nor cost).
+and no tree walk can join the pieces. In the COCO mini set 31 of the 86 people with keypoints are such.
+The decoder refuses walk steps whose reverse offset does not lead back (so that a piece does not run into
+a neighbour's keypoints) and joins the pieces by type complementarity, geometry and the body map
+(`strongpose_ros.decode.fragments`). What it still loses on the mini set (stride 8): a few body-map
+masks that do not cover the keypoints they should join, pieces of crowded small or heavily overlapping
+people that geometry cannot assign, and two annotations of one person 1 px apart (one output per
+keypoint position). `connected_only=True` evaluates on the people with tree-connected labels alone (the
+rest become crowd regions: detections on them neither count nor cost).
 """
 
 from __future__ import annotations

@@ -88,6 +88,10 @@ def test_defaults_are_the_papers() -> None:
     ({"nms_radius": float("nan")}, "nms_radius"), ({"refine_steps": 1.5}, "refine_steps"),
     ({"bhm_rescore": 1}, "bhm_rescore"), ({"nonfinite": "ignore"}, "nonfinite"), ({"backend": "cuda"}, "backend"),
     ({"oks_nms_threshold": 2.0}, "oks_nms_threshold"), ({"score_window": 2}, "score_window"),
+    ({"reverse_check_radius": -1.0}, "reverse_check_radius"), ({"fragment_body_reach": float("inf")},
+                                                                "fragment_body_reach"),
+    ({"fragment_min_extent": -5.0}, "fragment_min_extent"), ({"fragment_max_limb_ratio": "3"},
+                                                             "fragment_max_limb_ratio"),
 ])
 def test_config_rejects_bad_values(changes: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
@@ -207,6 +211,69 @@ def test_back_view_halves_merge_but_separated_people_do_not() -> None:
     assert len(decode(outputs)[0]) == 2
 
 
+def test_walk_across_an_unlabelled_joint_does_not_take_a_neighbours_keypoints() -> None:
+    # B has no face labelled (no mid-range offsets towards the nose) and its right shoulder is 11 px from
+    # A's nose; B is seeded first (A's face is weaker). B's step rsho -> nose finds no displacement and the
+    # refinement snaps onto A's nose; without the reverse check the walk goes on through A's face and
+    # takes A's left side. With it (the default) the step is refused, B's halves are merged by the
+    # fragment rules and both people come out exact.
+    a = person(60, 20)
+    b = person(0, 0, labelled=list(range(5, 17)))
+    b[b[:, 2] > 0, :2] += a[0, :2] - b[6, :2] + np.array([10.0, -4.0])
+    outputs = outputs_for([a, b], size=(201, 201))
+    outputs.heatmaps[:, :5] *= 0.7
+    found = decode(outputs)[0]
+    assert len(found) == 2 and match(found, a) < 1e-3 and match(found, b) < 1e-3
+    unchecked = decode(outputs, config=DecoderConfig(reverse_check_radius=0))[0]
+    assert match(unchecked, a) > 10 and match(unchecked, b) > 10
+    assert_same(decode(outputs), decode_baseline(outputs))
+
+
+def test_one_keypoint_pieces_join() -> None:
+    # Only the ears and shoulders labelled: no two of them are tree neighbours, so the walk finds pieces
+    # of one keypoint; they join into one person.
+    truth = person(60, 30, labelled=[3, 4, 5, 6])
+    outputs = outputs_for([truth])
+    found = decode(outputs)[0]
+    assert len(found) == 1 and match(found, truth) < 1e-3
+    assert len(decode(outputs, config=DecoderConfig(merge_fragments=False))[0]) > 1
+    assert_same([found], decode_baseline(outputs))
+
+
+def test_pieces_with_unlike_mirrored_limbs_stay_apart() -> None:
+    # A's left half next to the right half of a person a third its size, on one body region: the types
+    # are complementary, but A's upper arm (or leg) is over three times as long as its mirror image in B.
+    a = person(40, 10, labelled=[5, 7, 9, 11, 13, 15])
+    b = person(40, 10, scale=0.3, labelled=[6, 8, 10, 12, 14, 16])
+    outputs = outputs_for([a, b])
+    outputs.body_heatmap[:] = 1.0
+    found = decode(outputs)[0]
+    assert len(found) == 2 and match(found, a) < 1e-3 and match(found, b) < 1e-3
+    assert len(decode(outputs, config=DecoderConfig(fragment_max_limb_ratio=0))[0]) == 1
+    assert_same(decode(outputs), decode_baseline(outputs))
+
+
+def test_pieces_joined_by_a_tree_edge_merge_only_where_its_offsets_meet() -> None:
+    # A complete person whose elbow->shoulder offsets (left arm) point 40 px away: the walk from the
+    # shoulder reaches the elbow but the reverse check refuses it, so the arm is a separate piece. The
+    # shoulder->elbow offset still leads to the elbow: the pieces merge. When both directions are wrong,
+    # the offsets say "two people" and the pieces stay apart.
+    truth = person(60, 20)
+    lsho_lelb = COCO17.directed_edges.index((5, 7))
+    lelb_lsho = COCO17.directed_edges.index((7, 5))
+    outputs = outputs_for([truth])
+    outputs.mid_offsets[0, lelb_lsho, 0] += 40.0
+    found = decode(outputs)[0]
+    assert len(found) == 1 and match(found, truth) < 1e-3
+    assert_same([found], decode_baseline(outputs))
+    outputs.mid_offsets[0, lsho_lelb, 0] += 40.0
+    found = decode(outputs)[0]
+    assert len(found) == 2
+    arm = next(p for p in found if p.keypoints[7, 2] > 0.5)
+    np.testing.assert_allclose(arm.keypoints[[7, 9], :2], truth[[7, 9], :2], atol=1e-3)
+    assert_same([found], decode_baseline(outputs))
+
+
 def test_person_cut_by_the_border() -> None:
     # 141 x 141 at stride 8: the grid covers x <= 136; the image goes to 140. Legs below the image are
     # unlabelled; the right side reaches into the strip beyond the last grid column.
@@ -317,10 +384,9 @@ def test_person_pose_helpers() -> None:
 # --- scoring and NMS options ----------------------------------------------------------------------------
 
 
-def test_eq1_gives_a_duplicate_no_credit() -> None:
-    # A confident false nose 40 px right of the real one, whose mid-range offsets lead onto the real
-    # person: it seeds a second person that shares 16 keypoints with the first. Eq. 1 credits it only
-    # its own nose (score <= 1/K); hard OKS-NMS removes it; instance soft-NMS decays it.
+def false_nose_outputs() -> tuple[np.ndarray, PoseOutputs]:
+    """A person and a confident false nose 40 px right of the real one, whose mid-range offsets lead onto
+    the real person's keypoints (whose own offsets lead back to the real nose)."""
     truth = person(60, 30)
     outputs = outputs_for([truth])
     false_nose = np.array([100.0, truth[0, 1]])
@@ -333,13 +399,36 @@ def test_eq1_gives_a_duplicate_no_credit() -> None:
                 for e, (start, end) in enumerate(COCO17.directed_edges):
                     if start == 0:
                         outputs.mid_offsets[0, e, :, i, j] = torch.from_numpy(truth[end, :2] - cell)
-    found = decode(outputs)[0]
+    return truth, outputs
+
+
+def test_eq1_gives_a_duplicate_no_credit() -> None:
+    # Without the reverse check the false nose seeds a second person that shares 16 keypoints with the
+    # first. Eq. 1 credits it only its own nose (score <= 1/K); hard OKS-NMS removes it; instance
+    # soft-NMS decays it.
+    truth, outputs = false_nose_outputs()
+    unchecked = DecoderConfig(reverse_check_radius=0)
+    found = decode(outputs, config=unchecked)[0]
     assert len(found) == 2
     assert found[0].score > 0.9 and 0 < found[1].score <= 1.0 / K + 1e-9
     np.testing.assert_allclose(found[1].keypoints[1:, :2], truth[1:, :2], atol=1e-3)
-    assert len(decode(outputs, config=DecoderConfig(instance_nms="oks_hard"))[0]) == 1
-    soft = decode(outputs, config=DecoderConfig(instance_nms="soft_nms"))[0]
+    assert len(decode(outputs, config=unchecked.replace(instance_nms="oks_hard"))[0]) == 1
+    soft = decode(outputs, config=unchecked.replace(instance_nms="soft_nms"))[0]
     assert len(soft) == 2 and soft[1].score < 0.2 * soft[0].score
+
+
+def test_reverse_check_leaves_a_false_seed_alone() -> None:
+    # With the check (the default) the false nose's steps are refused (the real shoulders' offsets lead
+    # back to the real nose): it is a lone keypoint, with its placeholders at its own place; Eq. 1 credits
+    # its nose alone.
+    truth, outputs = false_nose_outputs()
+    found = decode(outputs)[0]
+    assert len(found) == 2 and match(found, truth) < 1e-3
+    lone = found[1]
+    assert lone.keypoints[0, 2] > 0.9 and lone.score == pytest.approx(lone.keypoints[0, 2] / K)
+    np.testing.assert_allclose(lone.keypoints[:, :2], np.tile([100.0, truth[0, 1]], (K, 1)), atol=1e-3)
+    assert np.all(lone.keypoints[1:, 2] == 0)
+    assert_same(decode(outputs), decode_baseline(outputs))
 
 
 def test_nms_kernels() -> None:
@@ -378,6 +467,8 @@ def test_bhm_rescoring() -> None:
 CONFIGS = [
     {}, {"keypoint_score": "expected_oks"}, {"instance_nms": "oks_hard"}, {"instance_nms": "soft_nms"},
     {"blur_sigma": 1.0, "bhm_rescore": True}, {"merge_fragments": False, "refine_steps": 0},
+    {"reverse_check_radius": 0, "fragment_max_limb_ratio": 0, "fragment_body_reach": 0},
+    {"fragment_max_gap": 1.0, "fragment_min_body": 0.2, "fragment_support": 0.2},
 ]
 
 

@@ -36,7 +36,7 @@ def decode_baseline(outputs: PoseOutputs, schema: KeypointSchema = COCO17,
     lists = {}
     for name in ("heatmaps", "short_offsets", "mid_offsets", "body_heatmap"):
         values = outputs.__dict__[name].detach().cpu().float().tolist()
-        if name != "body_heatmap" or config.bhm_rescore:
+        if name != "body_heatmap" or config.bhm_rescore or config.merge_fragments:
             values = _finite(name, values, config.nonfinite)
         lists[name] = values
     return [_decode_one(lists["heatmaps"][b], lists["short_offsets"][b], lists["mid_offsets"][b],
@@ -117,13 +117,15 @@ def _decode_one(heat, short, mid, body, stride, schema, config):
                     candidates.append((v, k, i, j))
     candidates.sort(key=lambda c: -c[0])  # stable: ties stay in (k, row, col) order
 
-    # Greedy grouping along the tree.
+    # Greedy grouping along the tree, each step checked by the reverse offset.
     edges = schema.directed_edges
+    edge_number = {edge: e for e, edge in enumerate(edges)}
     orders = _walks(schema)
     kappa2 = [(2.0 * s) ** 2 for s in schema.sigmas]
     r2 = config.nms_radius * config.nms_radius
+    check2 = config.reverse_check_radius * config.reverse_check_radius
     cap = config.max_people * (2 if config.merge_fragments else 1)
-    people = []  # [points (K lists [x, y]), scores (K), eq1, mean]
+    people = []  # [points (K lists [x, y]), scores (K), reached (K), eq1, mean]
     kept = 0
     for _, k, i, j in candidates:
         if kept >= cap:
@@ -132,47 +134,65 @@ def _decode_one(heat, short, mid, body, stride, schema, config):
         y = float(i * stride)
         for _ in range(config.refine_steps):
             x, y = _follow(short[k], heat[k], x, y, stride)
-        if any((pts[k][0] - x) * (pts[k][0] - x) + (pts[k][1] - y) * (pts[k][1] - y) <= r2
-               for pts, *_ in people):
+        if any(got[k] and (pts[k][0] - x) * (pts[k][0] - x) + (pts[k][1] - y) * (pts[k][1] - y) <= r2
+               for pts, _, got, *_ in people):
             continue
         pts = [[0.0, 0.0] for _ in range(K)]
+        got = [False] * K
         pts[k] = [x, y]
+        got[k] = True
         for e in orders[k]:
             a, b = edges[e]
-            x, y = _follow(mid[e], heat[a], pts[a][0], pts[a][1], stride)
+            ax, ay = pts[a]
+            if not got[a]:
+                pts[b] = [ax, ay]
+                continue
+            x, y = _follow(mid[e], heat[a], ax, ay, stride)
             for _ in range(config.refine_steps):
                 x, y = _follow(short[b], heat[b], x, y, stride)
-            pts[b] = [x, y]
+            ok = True
+            if config.reverse_check_radius > 0:
+                rx, ry = _follow(mid[edge_number[(b, a)]], heat[b], x, y, stride)
+                for _ in range(config.refine_steps):
+                    rx, ry = _follow(short[a], heat[a], rx, ry, stride)
+                ok = (rx - ax) * (rx - ax) + (ry - ay) * (ry - ay) <= check2
+            if ok:
+                pts[b] = [x, y]
+                got[b] = True
+            else:
+                pts[b] = [ax, ay]
         if config.keypoint_score == "plain":
-            scores = [_window_mass(h[kk], pts[kk][0], pts[kk][1], stride, config.score_window) for kk in range(K)]
+            scores = [_window_mass(h[kk], pts[kk][0], pts[kk][1], stride, config.score_window) if got[kk] else 0.0
+                      for kk in range(K)]
         else:
             area = _box_area(pts)
             scores = [_expected_oks(h[kk], heat[kk], pts[kk][0], pts[kk][1], stride, config.vote_radius,
-                                    area * kappa2[kk]) for kk in range(K)]
+                                    area * kappa2[kk]) if got[kk] else 0.0 for kk in range(K)]
         unclaimed = 0.0
         total = 0.0
         for kk in range(K):
             total += scores[kk]
             claimed = False
-            for other, *_ in people:
+            for other, _, other_got, *_ in people:
                 dx = other[kk][0] - pts[kk][0]
                 dy = other[kk][1] - pts[kk][1]
-                if dx * dx + dy * dy <= r2:
+                if other_got[kk] and dx * dx + dy * dy <= r2:
                     claimed = True
                     break
             if not claimed:
                 unclaimed += scores[kk]
-        people.append([pts, scores, unclaimed / K, total / K])
+        people.append([pts, scores, got, unclaimed / K, total / K])
         if unclaimed / K > config.min_instance_score:
             kept += 1
 
     points = [p[0] for p in people]
     kp_scores = [p[1] for p in people]
-    eq1 = [p[2] for p in people]
-    mean = [p[3] for p in people]
+    reached = [p[2] for p in people]
+    eq1 = [p[3] for p in people]
+    mean = [p[4] for p in people]
     if config.merge_fragments:
-        alive = _merge(points, kp_scores, body, stride, config)
-        eq1, mean = _eq1(points, kp_scores, alive, config.nms_radius)
+        alive = _merge(points, kp_scores, reached, heat, short, mid, body, stride, schema, config)
+        eq1, mean = _eq1(points, kp_scores, reached, alive, config.nms_radius)
     instance = list(eq1) if config.instance_nms == "keypoint_soft_nms" else list(mean)
     if config.bhm_rescore:
         instance = [instance[n] * _bhm_mean(body, points[n], kp_scores[n], config.keypoint_threshold, stride)
@@ -338,9 +358,9 @@ def _expected_oks(h, p, x, y, stride, radius, variance):
     return min(max(_sample_zero(p, x, y, stride), 0.0), 1.0) * (weighted / mass)
 
 
-def _claimed(points, alive, n, k, r2):
+def _claimed(points, reached, alive, n, k, r2):
     for m in range(n):
-        if alive[m]:
+        if alive[m] and reached[m][k]:
             dx = points[m][k][0] - points[n][k][0]
             dy = points[m][k][1] - points[n][k][1]
             if dx * dx + dy * dy <= r2:
@@ -348,7 +368,7 @@ def _claimed(points, alive, n, k, r2):
     return False
 
 
-def _eq1(points, scores, alive, nms_radius):
+def _eq1(points, scores, reached, alive, nms_radius):
     r2 = nms_radius * nms_radius
     eq1, mean = [], []
     for n in range(len(points)):
@@ -360,20 +380,85 @@ def _eq1(points, scores, alive, nms_radius):
         total = 0.0
         for k in range(len(scores[n])):
             total += scores[n][k]
-            if not _claimed(points, alive, n, k, r2):
+            if not _claimed(points, reached, alive, n, k, r2):
                 unclaimed += scores[n][k]
         eq1.append(unclaimed / len(scores[n]))
         mean.append(total / len(scores[n]))
     return eq1, mean
 
 
-def _merge(points, scores, body, stride, config):
+def _tree_hops(schema):
+    K = schema.num_keypoints
+    hops = [[K] * K for _ in range(K)]
+    for start in range(K):
+        hops[start][start] = 0
+        queue = deque([start])
+        while queue:
+            a = queue.popleft()
+            for x, y in schema.directed_edges:
+                if x == a and hops[start][y] > hops[start][a] + 1:
+                    hops[start][y] = hops[start][a] + 1
+                    queue.append(y)
+    return hops
+
+
+def _regions(body, level):
+    # 8-neighbour connected regions of the cells >= level, by flood fill.
+    H, W = len(body), len(body[0])
+    labels = [[-1] * W for _ in range(H)]
+    count = 0
+    for i0 in range(H):
+        for j0 in range(W):
+            if labels[i0][j0] >= 0 or not body[i0][j0] >= level:
+                continue
+            labels[i0][j0] = count
+            stack = [(i0, j0)]
+            while stack:
+                i, j = stack.pop()
+                for ii in range(max(0, i - 1), min(H, i + 2)):
+                    for jj in range(max(0, j - 1), min(W, j + 2)):
+                        if labels[ii][jj] < 0 and body[ii][jj] >= level:
+                            labels[ii][jj] = count
+                            stack.append((ii, jj))
+            count += 1
+    return labels
+
+
+def _regions_near(labels, x, y, stride, reach):
+    H, W = len(labels), len(labels[0])
+    found = set()
+    grid_reach = reach / stride
+    for i in range(max(0, math.ceil(y / stride - grid_reach)), min(H - 1, math.floor(y / stride + grid_reach)) + 1):
+        for j in range(max(0, math.ceil(x / stride - grid_reach)), min(W - 1, math.floor(x / stride + grid_reach)) + 1):
+            dx = j * stride - x
+            dy = i * stride - y
+            if labels[i][j] >= 0 and dx * dx + dy * dy <= reach * reach:
+                found.add(labels[i][j])
+    return found
+
+
+def _merge(points, scores, reached, heat, short, mid, body, stride, schema, config):
     N = len(points)
-    K = len(scores[0]) if N else 0
+    K = schema.num_keypoints
     alive = [True] * N
+    if N < 2:
+        return alive
     r2 = config.nms_radius * config.nms_radius
-    strong = [[scores[n][k] >= config.fragment_support and not _claimed(points, alive, n, k, r2)
-               for k in range(K)] for n in range(N)]
+    link2 = config.reverse_check_radius * config.reverse_check_radius
+    hops = _tree_hops(schema)
+    edge_number = {edge: e for e, edge in enumerate(schema.directed_edges)}
+    flip = [int(f) for f in schema.flip_permutation]
+    limbs = [(u, v, flip[u], flip[v]) for u, v in schema.tree if {flip[u], flip[v]} != {u, v}]
+    strong = [[reached[n][k] and scores[n][k] >= config.fragment_support
+               and not _claimed(points, reached, alive, n, k, r2) for k in range(K)] for n in range(N)]
+    labels = _regions(body, config.fragment_min_body)
+    touched = [set() for _ in range(N)]
+    for n in range(N):
+        for k in range(K):
+            if strong[n][k]:
+                touched[n] |= _regions_near(labels, points[n][k][0], points[n][k][1], stride,
+                                            config.fragment_body_reach)
+
     def extent2(n):
         xs = [points[n][k][0] for k in range(K) if strong[n][k]]
         ys = [points[n][k][1] for k in range(K) if strong[n][k]]
@@ -381,19 +466,43 @@ def _merge(points, scores, body, stride, config):
             return 0.0
         return (max(xs) - min(xs)) ** 2 + (max(ys) - min(ys)) ** 2
 
-    def closest(a, b):
-        if any(strong[a][k] and strong[b][k] for k in range(K)) or not any(strong[a]) or not any(strong[b]):
-            return math.inf, -1, -1
-        best = (math.inf, -1, -1)
-        for ka in range(K):
-            if strong[a][ka]:
-                for kb in range(K):
-                    if strong[b][kb]:
-                        dx = points[a][ka][0] - points[b][kb][0]
-                        dy = points[a][ka][1] - points[b][kb][1]
-                        if dx * dx + dy * dy < best[0]:
-                            best = (dx * dx + dy * dy, ka, kb)
-        return best
+    def leads_to(a_type, b_type, p, q):
+        # The walk's step a -> b from p, refined, lands within the check radius of q.
+        x, y = _follow(mid[edge_number[(a_type, b_type)]], heat[a_type], p[0], p[1], stride)
+        for _ in range(config.refine_steps):
+            x, y = _follow(short[b_type], heat[b_type], x, y, stride)
+        return (x - q[0]) * (x - q[0]) + (y - q[1]) * (y - q[1]) <= link2
+
+    def gap(a, b):
+        A = [k for k in range(K) if strong[a][k]]
+        B = [k for k in range(K) if strong[b][k]]
+        if not A or not B or any(strong[b][k] for k in A):
+            return math.inf
+        best = (K, math.inf)
+        for ka in A:
+            for kb in B:
+                p, q = points[a][ka], points[b][kb]
+                if hops[ka][kb] == 1 and not (leads_to(ka, kb, p, q) or leads_to(kb, ka, q, p)):
+                    return math.inf
+                d2 = (p[0] - q[0]) * (p[0] - q[0]) + (p[1] - q[1]) * (p[1] - q[1])
+                best = min(best, (hops[ka][kb], d2))
+        d2 = best[1]
+        size2 = max(extent2(a), extent2(b), config.fragment_min_extent * config.fragment_min_extent)
+        if d2 > config.fragment_max_gap * config.fragment_max_gap * size2:
+            return math.inf
+        if config.fragment_max_limb_ratio > 0:
+            for u, v, fu, fv in limbs:
+                for p, q in ((a, b), (b, a)):
+                    if strong[p][u] and strong[p][v] and strong[q][fu] and strong[q][fv]:
+                        lp = math.sqrt((points[p][u][0] - points[p][v][0]) ** 2
+                                       + (points[p][u][1] - points[p][v][1]) ** 2)
+                        lq = math.sqrt((points[q][fu][0] - points[q][fv][0]) ** 2
+                                       + (points[q][fu][1] - points[q][fv][1]) ** 2)
+                        if max(lp, lq) > config.fragment_max_limb_ratio * min(lp, lq):
+                            return math.inf
+        if touched[a] and touched[b] and not touched[a] & touched[b]:
+            return math.inf
+        return d2
 
     while True:
         best = (math.inf, -1, -1)
@@ -401,16 +510,10 @@ def _merge(points, scores, body, stride, config):
             if not alive[b]:
                 continue
             for a in range(b):
-                if not alive[a]:
-                    continue
-                d2, ka, kb = closest(a, b)
-                if not d2 < best[0]:
-                    continue
-                if d2 > config.fragment_max_gap * config.fragment_max_gap * max(extent2(a), extent2(b)):
-                    continue
-                if _body_along(body, points[a][ka], points[b][kb], stride) < config.fragment_min_body:
-                    continue
-                best = (d2, a, b)
+                if alive[a]:
+                    d2 = gap(a, b)
+                    if d2 < best[0]:
+                        best = (d2, a, b)
         if best[1] < 0:
             return alive
         _, a, b = best
@@ -419,17 +522,9 @@ def _merge(points, scores, body, stride, config):
                 points[a][k] = list(points[b][k])
                 scores[a][k] = scores[b][k]
                 strong[a][k] = True
+                reached[a][k] = True
+        touched[a] |= touched[b]
         alive[b] = False
-
-
-def _body_along(body, p, q, stride):
-    length = math.sqrt((q[0] - p[0]) ** 2 + (q[1] - p[1]) ** 2)
-    steps = max(1, math.ceil(2.0 * length / stride))
-    total = 0.0
-    for t in range(steps + 1):
-        f = t / steps
-        total += _sample_zero(body, p[0] + f * (q[0] - p[0]), p[1] + f * (q[1] - p[1]), stride)
-    return total / (steps + 1)
 
 
 def _bhm_mean(body, points, scores, threshold, stride):

@@ -42,11 +42,18 @@ class DecoderConfig:
     - `soft_nms_sigma`: "soft_nms" multiplies a score by exp(-OKS^2 / sigma) (Bodla et al.).
     - `min_instance_score`: people scoring at or below it are dropped (with Eq. 1, pure duplicates score 0).
     - `keypoint_threshold`: keypoints scoring at least this span a person's box (and the BHM mean).
-    - `merge_fragments`: join people whose supported keypoints are complementary and whom the body heat
-      map connects: the pieces a tree walk leaves when a joint on the path is not visible (see
-      `fragments.py`) [ours]; `fragment_support` is the keypoint score that counts as supported,
-      `fragment_min_body` the mean body heat map required along the segment joining the pieces and
-      `fragment_max_gap` the largest gap between them, as a multiple of the larger piece's extent.
+    - `reverse_check_radius`: the walk keeps a step a->b only if the reverse offset M_{b->a} from b,
+      refined, lands within this distance of a; otherwise b and what lies beyond it stay placeholders
+      (0 turns the check off; see `greedy.py`) [ours: 20 px, a little over R so that at stride 16, one
+      cell per R, overlapping people still pass].
+    - `merge_fragments`: join the pieces of one person that the walk left apart (see `fragments.py`) [ours]:
+      B joins the nearer earlier piece A when their supported keypoints (score >= `fragment_support`) are of
+      disjoint types; a tree edge between them has an offset leading from one end to the other (within
+      `reverse_check_radius`); no limb of one is over `fragment_max_limb_ratio` times as long or as short
+      as its mirror image in the other; some keypoint of each lies within `fragment_body_reach` px of one
+      connected region of the body map >= `fragment_min_body` (unless one of them is off the map); and the
+      gap between them, where the skeleton would join them, is at most `fragment_max_gap` times the larger
+      one's extent, at least `fragment_min_extent` px.
     - `bhm_rescore`: multiply each instance score by the mean body heat map under its keypoints [ours, off].
     - `nonfinite`: NaN/inf in the maps: "raise" a ValueError naming the tensor, or read them as "zero".
     - `backend`: "auto" (torch for CUDA tensors, numpy/numba otherwise), "numpy" or "torch" (voting and
@@ -60,6 +67,7 @@ class DecoderConfig:
     peak_window: int = 3
     nms_radius: float = 10.0
     refine_steps: int = 2
+    reverse_check_radius: float = 20.0
     max_people: int = 20
     keypoint_score: str = "plain"
     score_window: int = 3
@@ -71,7 +79,10 @@ class DecoderConfig:
     merge_fragments: bool = True
     fragment_support: float = 0.5
     fragment_min_body: float = 0.5
-    fragment_max_gap: float = 1.0
+    fragment_max_gap: float = 5.0
+    fragment_body_reach: float = 32.0
+    fragment_min_extent: float = 48.0
+    fragment_max_limb_ratio: float = 3.0
     bhm_rescore: bool = False
     nonfinite: str = "raise"
     backend: str = "auto"
@@ -104,6 +115,7 @@ class DecoderConfig:
             raise ValueError(f"DecoderConfig.peak_window must be odd (a centred window), got {self.peak_window}")
         number("nms_radius", 0.0)
         integer("refine_steps", 0)
+        number("reverse_check_radius", 0.0)
         integer("max_people", 1)
         choice("keypoint_score", KEYPOINT_SCORE_MODES)
         integer("score_window", 1)
@@ -117,6 +129,9 @@ class DecoderConfig:
         number("fragment_support", 0.0)
         number("fragment_min_body", 0.0, 1.0)
         number("fragment_max_gap", 0.0)
+        number("fragment_body_reach", 0.0)
+        number("fragment_min_extent", 0.0)
+        number("fragment_max_limb_ratio", 0.0)
         for name in ("merge_fragments", "bhm_rescore"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"DecoderConfig.{name} must be a bool, got {getattr(self, name)!r}")

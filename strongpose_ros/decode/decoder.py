@@ -14,7 +14,9 @@ offset).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -146,8 +148,8 @@ def _checked_arrays(outputs: PoseOutputs, config: DecoderConfig) -> list[np.ndar
     for name in ("heatmaps", "short_offsets", "mid_offsets", "body_heatmap"):
         tensor = getattr(outputs, name).detach()
         array = np.ascontiguousarray(tensor.to("cpu", torch.float32).numpy())
-        # The body map is read only for re-scoring; the others always.
-        if name != "body_heatmap" or config.bhm_rescore:
+        # The body map is read only for merging and re-scoring; the others always.
+        if name != "body_heatmap" or config.bhm_rescore or config.merge_fragments:
             array = _finite_numpy(name, array, config.nonfinite)
         arrays.append(array)
     return arrays
@@ -174,7 +176,7 @@ def _prepare_torch(outputs: PoseOutputs, stride: int, config: DecoderConfig) -> 
     tensors = []
     for name in ("heatmaps", "short_offsets", "mid_offsets", "body_heatmap"):
         tensor = getattr(outputs, name).detach()
-        if name != "body_heatmap" or config.bhm_rescore:
+        if name != "body_heatmap" or config.bhm_rescore or config.merge_fragments:
             tensor = _finite_torch(name, tensor, config.nonfinite)
         tensors.append(tensor)
     heat_t, short_t = tensors[0], tensors[1]
@@ -205,22 +207,73 @@ def _kappa2(schema: KeypointSchema) -> np.ndarray:
     return np.array([(2.0 * s) ** 2 for s in schema.sigmas], dtype=np.float64)
 
 
+@lru_cache(maxsize=16)
+def _reverse_edges(schema: KeypointSchema) -> np.ndarray:
+    """Index of each directed edge's reverse (a->b and b->a)."""
+    index = {edge: e for e, edge in enumerate(schema.directed_edges)}
+    reverse = np.array([index[(b, a)] for a, b in schema.directed_edges], dtype=np.int64)
+    reverse.setflags(write=False)
+    return reverse
+
+
+@lru_cache(maxsize=16)
+def _edge_index(schema: KeypointSchema) -> np.ndarray:
+    """(K, K): index of the directed edge a->b, -1 where none."""
+    index = np.full((schema.num_keypoints, schema.num_keypoints), -1, dtype=np.int64)
+    for e, (a, b) in enumerate(schema.directed_edges):
+        index[a, b] = e
+    index.setflags(write=False)
+    return index
+
+
+@lru_cache(maxsize=16)
+def _tree_hops(schema: KeypointSchema) -> np.ndarray:
+    """(K, K): the number of tree edges between two keypoint types."""
+    K = schema.num_keypoints
+    hops = np.full((K, K), K, dtype=np.int64)
+    for start in range(K):
+        hops[start, start] = 0
+        queue = deque([start])
+        while queue:
+            a = queue.popleft()
+            for x, y in schema.directed_edges:
+                if x == a and hops[start, y] > hops[start, a] + 1:
+                    hops[start, y] = hops[start, a] + 1
+                    queue.append(y)
+    hops.setflags(write=False)
+    return hops
+
+
+@lru_cache(maxsize=16)
+def _mirror_limbs(schema: KeypointSchema) -> np.ndarray:
+    """(L, 4) rows u, v, mirror u, mirror v: the tree edges whose mirror image is another pair of keypoints."""
+    flip = schema.flip_permutation
+    rows = [(a, b, int(flip[a]), int(flip[b])) for a, b in schema.tree if {int(flip[a]), int(flip[b])} != {a, b}]
+    limbs = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    limbs.setflags(write=False)
+    return limbs
+
+
 def _group(image: _Image, stride: int, schema: KeypointSchema, config: DecoderConfig) -> list[PersonPose]:
     edge_from, edge_to, order = traversal_orders(schema)
+    edge_reverse = _reverse_edges(schema)
     kappa2 = _kappa2(schema)
     score_mode = SCORE_PLAIN if config.keypoint_score == "plain" else SCORE_EXPECTED_OKS
     # Fragments count as people when made; with merging on, room for twice the cap before they join.
     creation_cap = config.max_people * (2 if config.merge_fragments else 1)
-    points, kp_scores, eq1, mean = greedy_group(
+    points, kp_scores, reached, eq1, mean = greedy_group(
         image.h, image.heat, image.short, image.mid, image.cand_k, image.cand_i, image.cand_j, stride,
-        edge_from, edge_to, order, int(config.refine_steps), float(config.nms_radius), score_mode,
-        int(config.score_window), float(config.vote_radius), kappa2, int(creation_cap),
-        float(config.min_instance_score))
+        edge_from, edge_to, edge_reverse, order, int(config.refine_steps), float(config.nms_radius),
+        float(config.reverse_check_radius), score_mode, int(config.score_window), float(config.vote_radius), kappa2,
+        int(creation_cap), float(config.min_instance_score))
     if config.merge_fragments:
-        alive = merge_fragments(points, kp_scores, image.body, stride, float(config.fragment_support),
-                                float(config.nms_radius), float(config.fragment_min_body),
-                                float(config.fragment_max_gap))
-        eq1, mean = eq1_scores(points, kp_scores, alive, float(config.nms_radius))
+        alive = merge_fragments(
+            points, kp_scores, reached, image.heat, image.short, image.mid, image.body, stride, _tree_hops(schema),
+            _edge_index(schema), _mirror_limbs(schema), int(config.refine_steps), float(config.reverse_check_radius),
+            float(config.nms_radius), float(config.fragment_support), float(config.fragment_min_body),
+            float(config.fragment_body_reach), float(config.fragment_max_gap), float(config.fragment_min_extent),
+            float(config.fragment_max_limb_ratio))
+        eq1, mean = eq1_scores(points, kp_scores, reached, alive, float(config.nms_radius))
     scores = eq1 if config.instance_nms == "keypoint_soft_nms" else mean
     if config.bhm_rescore:
         scores = scores * bhm_means(image.body, points, kp_scores, float(config.keypoint_threshold), stride)

@@ -72,6 +72,7 @@ _DECODER_HELP = {
     "peak_window": "side of the local-maximum window, cells (odd)",
     "nms_radius": "NMS radius r, input pixels: a seed this close to a kept keypoint of the same type is skipped",
     "refine_steps": "short-range refinements after each seed and mid-range step",
+    "reverse_check_radius": "keep a step a->b only if the offset back from b lands this close to a, px (0: off)",
     "max_people": "at most this many people per image",
     "keypoint_score": "keypoint score: 'plain' or 'expected_oks'",
     "score_window": "cells (odd) of the vote mass read as a plain keypoint score",
@@ -82,8 +83,11 @@ _DECODER_HELP = {
     "keypoint_threshold": "keypoints scoring at least this span the box; also the drawing/marker threshold",
     "merge_fragments": "join complementary pieces of one person that the body heat map connects",
     "fragment_support": "merge_fragments: keypoint score that counts as supported",
-    "fragment_min_body": "merge_fragments: mean body heat map required between the pieces",
+    "fragment_min_body": "merge_fragments: body heat map level that defines connected body regions",
     "fragment_max_gap": "merge_fragments: largest gap between the pieces, times the larger piece's extent",
+    "fragment_body_reach": "merge_fragments: a piece needs a keypoint this close to the shared body region, px",
+    "fragment_min_extent": "merge_fragments: a piece's extent counts as at least this, px",
+    "fragment_max_limb_ratio": "merge_fragments: largest length ratio of a limb and its mirror in the other piece",
     "bhm_rescore": "multiply instance scores by the mean body heat map under the keypoints",
     "backend": "decoder backend: 'auto', 'numpy' or 'torch'",
 }
@@ -126,8 +130,8 @@ def _specs() -> tuple[ParameterSpec, ...]:
     ]
     for f in fields(DecoderConfig):
         if f.name not in _DECODER_FIXED:
-            help_text = _DECODER_HELP.get(f.name, f"DecoderConfig.{f.name} (strongpose_ros/decode/config.py)")
-            specs.append(ParameterSpec(f"decoder.{f.name}", f.default, help_text))
+            # A KeyError here means a new DecoderConfig field lacks its parameter description above.
+            specs.append(ParameterSpec(f"decoder.{f.name}", f.default, _DECODER_HELP[f.name]))
     specs.append(ParameterSpec("tracking.enabled", True, "give people stable ids across frames (off: id 0)"))
     for f in fields(TrackerConfig):
         specs.append(ParameterSpec(f"tracking.{f.name}", f.default, _TRACKER_HELP[f.name]))

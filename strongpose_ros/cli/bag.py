@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from strongpose_ros.cli.common import POSITIVE_INT, write_json
+
 _DESCRIPTION = """\
 Run every image message of TOPIC in the rosbag2 IN (sqlite3 or MCAP; sensor_msgs/Image or
 CompressedImage) through StrongPose and write the results into the new rosbag2 OUT:
@@ -18,16 +20,6 @@ Messages that cannot be decoded are reported, skipped and counted. An existing O
 node's defaults, or those of its parameter file (--params config/strongpose.yaml), so the results are
 those of the node in input.mode every_frame.
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--no-heatmap", action="store_true", help="do not write BodyHeatmap messages")
     process.add_argument("--overlay", action="store_true", help="also write overlay images (skeletons drawn)")
     process.add_argument("--copy-input", action="store_true", help="also copy the input topic into OUT")
-    process.add_argument("--batch", type=_positive_int, default=1, metavar="N", help="frames per network call (1)")
+    process.add_argument("--batch", type=POSITIVE_INT, default=1, metavar="N", help="frames per network call (1)")
     process.add_argument("--quiet", action="store_true", help="no progress bar")
     process.add_argument("--json", metavar="FILE", help="also write the summary figures to FILE")
     process.set_defaults(func=run_process)
@@ -90,7 +82,6 @@ def run_process(args: argparse.Namespace) -> int:
               "Source the workspace first (. ./env.sh).", file=sys.stderr)
         return 2
     from strongpose_ros.checkpoint import CheckpointError
-    from strongpose_ros.cli.common import write_json
 
     try:
         config = BagProcessConfig(prefix=args.prefix, storage=args.storage, heatmap=not args.no_heatmap,

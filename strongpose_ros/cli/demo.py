@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from strongpose_ros.cli.common import NON_NEGATIVE_INT, POSITIVE_FLOAT, write_json
+
 _DESCRIPTION = """\
 Without a source option: runs source_node and pose_node in one process on the bundled synthetic clip
 with the bundled demo weights (an untrained stand-in, with a warning, where none are bundled), every
@@ -18,26 +20,6 @@ processes each frame in order instead) until it ends, --seconds pass, or Ctrl-C;
 written when it stops. Topics: the source publishes /image; the pose node is /pose_node (its outputs are
 /pose_node/persons, /pose_node/overlay, ...), so RViz or `ros2 topic echo` can watch while it runs.
 """
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,13 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bag-topic", default="", metavar="T", help="the image topic in --bag (default: its only one)")
     parser.add_argument("--checkpoint", type=Path, metavar="C", help="StrongPose checkpoint (default: bundled weights)")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (default auto)")
-    parser.add_argument("--input-size", type=_non_negative_int, default=0, metavar="N",
+    parser.add_argument("--input-size", type=NON_NEGATIVE_INT, default=0, metavar="N",
                         help="network input side in pixels (default: the checkpoint's)")
     parser.add_argument("--params", type=Path, metavar="FILE", help="pose node parameter file (config/strongpose.yaml)")
     parser.add_argument("--every-frame", action="store_true", default=None,
                         help="process every frame in order (default for the bundled clip)")
     parser.add_argument("--loop", action="store_true", help="--video/--bag: start again at the end")
-    parser.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds")
+    parser.add_argument("--seconds", type=POSITIVE_FLOAT, metavar="S", help="stop after S seconds")
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     parser.add_argument("--json", metavar="FILE", help="also write the summary figures to FILE")
     parser.set_defaults(func=run)
@@ -77,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
               "Run `make setup` and source the environment (. ./env.sh).", file=sys.stderr)
         return 2
     from strongpose_ros.checkpoint import CheckpointError
-    from strongpose_ros.cli.common import write_json
 
     options = DemoOptions(output=args.out, camera=args.camera, video=args.video, bag=args.bag,
                           bag_topic=args.bag_topic, topic=args.topic, checkpoint=args.checkpoint, device=args.device,

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from strongpose_ros.cli.common import POSITIVE_INT, write_json
+
 _DESCRIPTION = """\
 Export a checkpoint's network (normalised RGB images in; heatmaps, short_offsets, mid_offsets,
 body_heatmap out) to ONNX or TorchScript, then run the exported file and PyTorch on the same sample input
@@ -20,16 +22,6 @@ the model config is stored in it (ONNX metadata 'strongpose_model_config', Torch
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export", help="export the network to ONNX or TorchScript (fixed shapes) and check it against PyTorch",
@@ -39,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="StrongPose .safetensors checkpoint")
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="export format")
     parser.add_argument("--out", required=True, type=Path, metavar="F", help="file to write")
-    parser.add_argument("--input-size", nargs=2, type=_positive_int, metavar=("H", "W"), default=None,
+    parser.add_argument("--input-size", nargs=2, type=POSITIVE_INT, metavar=("H", "W"), default=None,
                         help="fixed input height and width (default: the checkpoint's training input size)")
-    parser.add_argument("--batch", type=_positive_int, default=1, metavar="N", help="fixed batch size (default 1)")
+    parser.add_argument("--batch", type=POSITIVE_INT, default=1, metavar="N", help="fixed batch size (default 1)")
     parser.add_argument("--tolerance", type=float, default=None, metavar="T",
                         help="largest absolute difference allowed per output (default 1e-3)")
     parser.add_argument("--json", metavar="FILE", help="also write the differences to FILE")
@@ -50,7 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from strongpose_ros.checkpoint import CheckpointError
-    from strongpose_ros.cli.common import write_json
     from strongpose_ros.export import ExportConfig, ExportError, export_model
 
     config = ExportConfig() if args.tolerance is None else ExportConfig(tolerance=args.tolerance)

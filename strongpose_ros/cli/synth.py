@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from strongpose_ros.cli.common import FRACTION, NON_NEGATIVE_INT
+
 _DESCRIPTION = """\
 Generate synthetic people in COCO keypoint format: DIR/images/*.jpg and DIR/annotations.json (keypoints,
 visible-part masks as RLE, boxes, a few iscrowd regions), and with --clip a video DIR/clip.mp4 (clip.avi
@@ -26,35 +28,15 @@ def _size(text: str) -> tuple[tuple[int, int], tuple[int, int]]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "synth", help="generate the synthetic people data set and clip (a test bed, not a substitute for COCO)",
         description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
-    parser.add_argument("--images", type=_non_negative_int, default=200, metavar="N",
+    parser.add_argument("--images", type=NON_NEGATIVE_INT, default=200, metavar="N",
                         help="number of images (default 200; 0 with --clip writes only the clip)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
+    parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, metavar="S",
                         help="random seed; the same seed gives identical files (default 0)")
     parser.add_argument("--size", type=_size, default="400x400", metavar="WxH[:WxH]",
                         help="image size, or a range drawn per image, e.g. 320x240:640x480 (default 400x400)")
@@ -63,9 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", type=float, default=15.0, help="clip frame rate (default 15)")
     parser.add_argument("--clip-size", type=_size, default="640x480", metavar="WxH",
                         help="clip frame size (default 640x480)")
-    parser.add_argument("--crowd-fraction", type=_fraction, default=None, metavar="F",
+    parser.add_argument("--crowd-fraction", type=FRACTION, default=None, metavar="F",
                         help="fraction of images with an iscrowd region (default 0.15)")
-    parser.add_argument("--max-people", type=_non_negative_int, default=None, metavar="N",
+    parser.add_argument("--max-people", type=NON_NEGATIVE_INT, default=None, metavar="N",
                         help="most people per image (default 8)")
     parser.add_argument("--min-height", type=float, default=None, metavar="PX",
                         help="smallest person's standing height in pixels (default 30)")

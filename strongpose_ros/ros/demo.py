@@ -511,11 +511,20 @@ class _Run:
             monitor = self.monitor
             published = source.frames_published if source is not None else len(monitor.seen)
             self.pose.wait_idle(config.drain_timeout_s)
-            self._spin_until(lambda: len(monitor.frames) >= published and monitor.overlays >= published,
+            self._spin_until(lambda: len(monitor.frames) >= published and monitor.overlays >= published
+                             and self._recorded_everything(),
                              config.drain_timeout_s if self.plan.every_frame else 1.0)
         except (KeyboardInterrupt, ExternalShutdownException):
             self.interrupted = True
             _say(options, "\nstopping")
+
+    def _recorded_everything(self) -> bool:
+        """The bag holds every per-frame output the pose node has published (its subscription may lag)."""
+        if self.recorder is None:
+            return True
+        published = self.pose.output_counts
+        return all(self.recorder.counts[f"/{POSE_NODE}/{name}"] >= published[name]
+                   for name in ("persons", "body_heatmap", "overlay"))
 
     def close(self) -> None:
         """Stop the source, finish the video and the bag, destroy the nodes (also after an error)."""

@@ -25,11 +25,11 @@ def gaussian_taps(sigma: float) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def blur_maps(maps: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Separable blur of (K, H, W) float64 maps, rows first, each pass renormalised at the borders."""
+def _blur_last_axis(maps: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """One pass of the separable blur, along the last axis of (K, H, W) maps, renormalised at the borders."""
     K, H, W = maps.shape
     radius = len(taps) // 2
-    rows = np.empty_like(maps)
+    out = np.empty_like(maps)
     for k in range(K):
         for i in range(H):
             for j in range(W):
@@ -40,20 +40,15 @@ def blur_maps(maps: np.ndarray, taps: np.ndarray) -> np.ndarray:
                     if 0 <= jj < W:
                         acc += taps[t + radius] * maps[k, i, jj]
                         norm += taps[t + radius]
-                rows[k, i, j] = acc / norm
-    out = np.empty_like(maps)
-    for k in range(K):
-        for i in range(H):
-            for j in range(W):
-                acc = 0.0
-                norm = 0.0
-                for t in range(-radius, radius + 1):
-                    ii = i + t
-                    if 0 <= ii < H:
-                        acc += taps[t + radius] * rows[k, ii, j]
-                        norm += taps[t + radius]
                 out[k, i, j] = acc / norm
     return out
+
+
+def blur_maps(maps: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Separable blur of (K, H, W) float64 maps, rows first, each pass renormalised at the borders."""
+    rows = _blur_last_axis(maps, taps)
+    columns = _blur_last_axis(np.ascontiguousarray(rows.transpose(0, 2, 1)), taps)
+    return np.ascontiguousarray(columns.transpose(0, 2, 1))
 
 
 def blur_maps_torch(maps: torch.Tensor, taps: np.ndarray) -> torch.Tensor:

@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit
 
 from strongpose_ros.decode.sampling import follow_offset
+from strongpose_ros.decode.scoring import claimed_by
 
 __all__ = ["body_regions", "eq1_scores", "merge_fragments", "supported_keypoints"]
 
@@ -51,17 +52,8 @@ def supported_keypoints(points: np.ndarray, scores: np.ndarray, reached: np.ndar
         if not alive[n]:
             continue
         for k in range(K):
-            if not (reached[n, k] and scores[n, k] >= threshold):
-                continue
-            claimed = False
-            for m in range(n):
-                if alive[m] and reached[m, k]:
-                    dx = points[m, k, 0] - points[n, k, 0]
-                    dy = points[m, k, 1] - points[n, k, 1]
-                    if dx * dx + dy * dy <= r2:
-                        claimed = True
-                        break
-            out[n, k] = not claimed
+            if reached[n, k] and scores[n, k] >= threshold:
+                out[n, k] = not claimed_by(points, reached, alive, n, k, points[n, k, 0], points[n, k, 1], r2)
     return out
 
 
@@ -80,15 +72,7 @@ def eq1_scores(points: np.ndarray, scores: np.ndarray, reached: np.ndarray, aliv
         total = 0.0
         for k in range(K):
             total += scores[n, k]
-            claimed = False
-            for m in range(n):
-                if alive[m] and reached[m, k]:
-                    dx = points[m, k, 0] - points[n, k, 0]
-                    dy = points[m, k, 1] - points[n, k, 1]
-                    if dx * dx + dy * dy <= r2:
-                        claimed = True
-                        break
-            if not claimed:
+            if not claimed_by(points, reached, alive, n, k, points[n, k, 0], points[n, k, 1], r2):
                 unclaimed += scores[n, k]
         eq1[n] = unclaimed / K
         mean[n] = total / K

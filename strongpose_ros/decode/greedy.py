@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from strongpose_ros.decode.sampling import follow_offset
-from strongpose_ros.decode.scoring import box_area, expected_oks_score, plain_score
+from strongpose_ros.decode.scoring import box_area, claimed_by, expected_oks_score, plain_score
 from strongpose_ros.schema import KeypointSchema
 
 __all__ = ["SCORE_EXPECTED_OKS", "SCORE_PLAIN", "greedy_group", "traversal_orders"]
@@ -84,6 +84,7 @@ def greedy_group(h, heat, short, mid, cand_k, cand_i, cand_j, stride, edge_from,
     mean = np.zeros(capacity, dtype=np.float64)
     r2 = nms_radius * nms_radius
     check2 = check_radius * check_radius
+    everyone = np.ones(capacity, dtype=np.bool_)  # nobody dies during the walk (merging comes later)
     made = 0
     kept = 0
     for c in range(len(cand_k)):
@@ -94,14 +95,7 @@ def greedy_group(h, heat, short, mid, cand_k, cand_i, cand_j, stride, edge_from,
         y = np.float64(cand_i[c] * stride)
         for _ in range(refine_steps):
             x, y = follow_offset(short, k, heat[k], x, y, stride)
-        duplicate = False
-        for m in range(made):
-            dx = points[m, k, 0] - x
-            dy = points[m, k, 1] - y
-            if reached[m, k] and dx * dx + dy * dy <= r2:
-                duplicate = True
-                break
-        if duplicate:
+        if claimed_by(points, reached, everyone, made, k, x, y, r2):
             continue
 
         n = made
@@ -153,16 +147,7 @@ def greedy_group(h, heat, short, mid, cand_k, cand_i, cand_j, stride, edge_from,
         total = 0.0
         for kk in range(K):
             total += scores[n, kk]
-            claimed = False
-            for m in range(made):
-                if not reached[m, kk]:
-                    continue
-                dx = points[m, kk, 0] - points[n, kk, 0]
-                dy = points[m, kk, 1] - points[n, kk, 1]
-                if dx * dx + dy * dy <= r2:
-                    claimed = True
-                    break
-            if not claimed:
+            if not claimed_by(points, reached, everyone, made, kk, points[n, kk, 0], points[n, kk, 1], r2):
                 unclaimed += scores[n, kk]
         eq1[n] = unclaimed / K
         mean[n] = total / K

@@ -19,7 +19,24 @@ from numba import njit
 
 from strongpose_ros.decode.sampling import sample_zero
 
-__all__ = ["bhm_means", "box_area", "expected_oks_score", "keypoint_boxes", "oks", "plain_score"]
+__all__ = ["bhm_means", "box_area", "claimed_by", "expected_oks_score", "keypoint_boxes", "oks", "plain_score"]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def claimed_by(points: np.ndarray, reached: np.ndarray, alive: np.ndarray, count: int, k: int,
+               x: float, y: float, r2: float) -> bool:
+    """Whether one of the first `count` live people reached keypoint type k within r (r2 = r^2) of (x, y).
+
+    The paper's claim rule: a seed so claimed is skipped, and a keypoint so claimed does not count again in
+    Eq. 1. Only reached keypoints claim: a placeholder has found nothing.
+    """
+    for m in range(count):
+        if alive[m] and reached[m, k]:
+            dx = points[m, k, 0] - x
+            dy = points[m, k, 1] - y
+            if dx * dx + dy * dy <= r2:
+                return True
+    return False
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -60,12 +60,16 @@ class Header:
 
 
 def save(path: str | Path, model: nn.Module, config: ModelConfig | None = None,
-         metadata: dict[str, Any] | None = None) -> Path:
+         metadata: dict[str, Any] | None = None, *, dtype: torch.dtype | None = None) -> Path:
     """Write `model`'s weights and `config` (default: `model.config`) to `path` atomically.
 
     `metadata` must be JSON-serialisable (training provenance: data, recipe, epoch, metrics...).
     The config must describe the model: a mismatch is refused here rather than discovered at load time.
+    `dtype` stores the floating-point tensors in that type (torch.float16 halves the file, for shipping
+    weights); `load` gives them back in the model's own type.
     """
+    if dtype is not None and not dtype.is_floating_point:
+        raise CheckpointError(f"{path}: the storage dtype must be a floating-point type, got {dtype}")
     path = Path(path)
     model = _unwrap(model)
     config = getattr(model, "config", None) if config is None else config
@@ -84,6 +88,8 @@ def save(path: str | Path, model: nn.Module, config: ModelConfig | None = None,
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     expected = _expected_tensors(config)
     problems = _compare(expected, {n: (t.dtype, tuple(t.shape)) for n, t in tensors.items()})
+    if dtype is not None:
+        tensors = {n: t.to(dtype) if t.is_floating_point() else t for n, t in tensors.items()}
     if problems:
         raise CheckpointError(f"{path}: the model does not match its config: {problems}")
 
@@ -166,7 +172,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     path = Path(path)
     header = read_header(path)
     found = {n: (_DTYPES[dtype], shape) for n, (dtype, shape) in header.tensors.items()}
-    problems = _compare(_expected_tensors(header.config), found)
+    expected = _expected_tensors(header.config)
+    problems = _compare(expected, found, any_float=True)
     if problems:
         raise CheckpointError(f"{path}: tensors do not match the model config ({header.config.backbone}, "
                               f"{header.config.keypoint_schema.name}): {problems}")
@@ -178,6 +185,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot read the tensors ({exc})") from exc
+    # Weights stored in a narrower float type (save(dtype=...)) come back in the model's own type.
+    state = {n: t.to(expected[n][0]) if t.dtype != expected[n][0] else t for n, t in state.items()}
     # Built on the meta device, then given the file's tensors: no time spent on a random initialisation.
     with torch.device("meta"):
         model = build_model(header.config)
@@ -209,14 +218,22 @@ def _expected_tensors(config: ModelConfig) -> dict[str, tuple[torch.dtype, tuple
 
 
 def _compare(expected: dict[str, tuple[torch.dtype, tuple[int, ...]]],
-             found: dict[str, tuple[torch.dtype, tuple[int, ...]]]) -> str:
-    """A readable list of what differs between two tensor tables, or '' when they agree."""
+             found: dict[str, tuple[torch.dtype, tuple[int, ...]]], *, any_float: bool = False) -> str:
+    """A readable list of what differs between two tensor tables, or '' when they agree.
+
+    With `any_float`, a floating-point tensor stored in another floating-point type still agrees."""
+
+    def agrees(want: tuple[torch.dtype, tuple[int, ...]], got: tuple[torch.dtype, tuple[int, ...]]) -> bool:
+        if want[1] != got[1]:
+            return False
+        return want[0] == got[0] or (any_float and want[0].is_floating_point and got[0].is_floating_point)
+
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = sorted(
         f"{n} {found[n][1]} {found[n][0]} (expected {expected[n][1]} {expected[n][0]})"
         for n in set(expected) & set(found)
-        if found[n] != expected[n]
+        if not agrees(expected[n], found[n])
     )
     parts = []
     for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape or dtype", wrong)):

@@ -1,4 +1,5 @@
-"""The network as a TorchScript or ONNX file, checked against PyTorch on a sample input (no ROS).
+"""The network as a TorchScript or ONNX file (or a half-size fp16 checkpoint), checked against PyTorch on a
+sample input (no ROS).
 
 What is exported is `StrongPoseNet.forward_tensors`: normalised RGB images (B, 3, H, W) in, the four raw
 output tensors out, in this order and with these names:
@@ -7,8 +8,14 @@ with h = (H - 1) // stride + 1 (see `PoseOutputs`). Preprocessing (resize, pad, 
 order) and decoding stay outside the file; the model config (stride, schema, normalisation) is stored in it
 (ONNX metadata `strongpose_model_config`, TorchScript extra file `model_config.json`) so a consumer can redo both.
 
-Shapes are FIXED at export time: tracing bakes in the input height and width and the batch size (a reshape
-in the heads uses them), so the file runs only on (batch, 3, H, W) as exported. Export once per size.
+`safetensors-fp16` is not a new runtime but the same StrongPose checkpoint with its floating-point tensors
+stored in float16: half the file (how the demo weights ship), loaded back into float32 by `checkpoint.load`,
+its provenance metadata kept. Its check compares the rounded network with the original; any input size
+works with it.
+
+Shapes are FIXED at export time for ONNX and TorchScript: tracing bakes in the input height and width and the
+batch size (a reshape in the heads uses them), so the file runs only on (batch, 3, H, W) as exported. Export
+once per size.
 
 The check runs the exported file (onnxruntime for ONNX, torch.jit.load for TorchScript) and PyTorch on the
 same seeded sample input and reports the largest absolute difference of each output; the export counts as
@@ -31,7 +38,7 @@ from strongpose_ros.model import StrongPoseNet
 
 __all__ = ["FORMATS", "OUTPUT_NAMES", "ExportConfig", "ExportError", "ExportReport", "export_model", "verify_export"]
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "safetensors-fp16")
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("heatmaps", "short_offsets", "mid_offsets", "body_heatmap")
 METADATA_KEY = "strongpose_model_config"
@@ -47,15 +54,22 @@ class ExportConfig:
     """- `opset`: ONNX opset (17 runs on every onnxruntime since 1.14);
     - `tolerance`: largest absolute difference allowed between an exported output and PyTorch's
       (heat maps are probabilities, offsets are pixels: 1e-3 is far below anything visible);
+    - `fp16_tolerance`: the same for `safetensors-fp16`, whose rounded weights move the outputs by more
+      (float16 keeps about 3 significant digits; a twentieth of a pixel or of a probability is invisible);
     - `seed`: of the sample input used for tracing and checking."""
 
     opset: int = 17
     tolerance: float = 1e-3
+    fp16_tolerance: float = 5e-2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.tolerance >= 0:
-            raise ValueError(f"ExportConfig.tolerance must be >= 0, got {self.tolerance!r}")
+        for name in ("tolerance", "fp16_tolerance"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"ExportConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+
+    def tolerance_for(self, fmt: str) -> float:
+        return self.fp16_tolerance if fmt == "safetensors-fp16" else self.tolerance
 
 
 @dataclass
@@ -73,7 +87,8 @@ class ExportReport:
         return all(np.isfinite(d) and d <= self.tolerance for d in self.max_abs_diff.values())
 
     def lines(self) -> list[str]:
-        out = [f"{self.format} export: {self.path} (input {INPUT_NAME} {list(self.input_shape)}, fixed shape)"]
+        shape = "checked on" if self.format == "safetensors-fp16" else "fixed shape"
+        out = [f"{self.format} export: {self.path} (input {INPUT_NAME} {list(self.input_shape)}, {shape})"]
         for name, diff in self.max_abs_diff.items():
             verdict = "ok" if np.isfinite(diff) and diff <= self.tolerance else "ABOVE TOLERANCE"
             out.append(f"  {name:14s} max |exported - pytorch| = {diff:.3g}  ({verdict}, tolerance {self.tolerance:g})")
@@ -107,7 +122,7 @@ def export_model(
     batch: int = 1,
     config: ExportConfig | None = None,
 ) -> ExportReport:
-    """Export the checkpoint's network to `out` in `fmt` ('onnx' or 'torchscript') and check it.
+    """Export the checkpoint's network to `out` in `fmt` (one of FORMATS) and check it.
 
     `input_size` is (height, width), default the checkpoint's training input size; `batch` the batch size.
     Both are fixed in the exported file. Raises ExportError when the export fails; the returned report
@@ -118,7 +133,8 @@ def export_model(
         raise ExportError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}")
     if batch < 1:
         raise ExportError(f"batch must be at least 1, got {batch}")
-    model = checkpoint_io.load(checkpoint, device="cpu").model.eval()
+    loaded = checkpoint_io.load(checkpoint, device="cpu")
+    model = loaded.model.eval()
     size = tuple(int(v) for v in (input_size or model.config.input_size))
     if len(size) != 2 or min(size) < 2:
         raise ExportError(f"input size must be (height, width) of at least 2 pixels, got {size}")
@@ -135,9 +151,12 @@ def export_model(
         warnings.simplefilter("ignore", DeprecationWarning)
         if fmt == "onnx":
             _export_onnx(wrapper, sample, out, config.opset, model_config)
-        else:
+        elif fmt == "torchscript":
             _export_torchscript(wrapper, sample, out, model_config)
-    report = ExportReport(out, fmt, (batch, 3, size[0], size[1]), tolerance=config.tolerance)
+        else:
+            metadata = loaded.metadata | {"stored_as": "float16", "exported_from": Path(checkpoint).name}
+            checkpoint_io.save(out, model, metadata=metadata, dtype=torch.float16)
+    report = ExportReport(out, fmt, (batch, 3, size[0], size[1]), tolerance=config.tolerance_for(fmt))
     report.max_abs_diff = verify_export(out, fmt, model, sample)
     return report
 
@@ -185,6 +204,9 @@ def run_exported(path: str | Path, fmt: str, images: torch.Tensor) -> list[np.nd
             module = torch.jit.load(str(path), map_location="cpu")
         with torch.no_grad():
             return [t.numpy() for t in module(images)]
+    if fmt == "safetensors-fp16":
+        with torch.no_grad():
+            return [t.numpy() for t in checkpoint_io.load(path, device="cpu").model.forward_tensors(images)]
     raise ExportError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}")
 
 

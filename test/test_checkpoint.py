@@ -46,6 +46,22 @@ def test_round_trip_is_exact(model, saved):
     assert all(p.requires_grad for p in loaded.model.parameters())  # ready for fine-tuning too
 
 
+def test_half_precision_storage_halves_the_file_and_loads_as_float32(model, saved, tmp_path):
+    half = checkpoint.save(tmp_path / "half.safetensors", model, metadata={"epoch": 7}, dtype=torch.float16)
+    assert half.stat().st_size < 0.55 * saved.stat().st_size
+    stored = checkpoint.read_header(half).tensors
+    assert stored["heads.heatmap.predict.bias"][0] == "F16"
+    assert stored["backbone.bn1.num_batches_tracked"][0] == "I64"  # integers are left alone
+    loaded = checkpoint.load(half)
+    ours, theirs = model.state_dict(), loaded.model.state_dict()
+    for name, value in ours.items():
+        assert theirs[name].dtype == value.dtype, name
+        torch.testing.assert_close(theirs[name], value, rtol=1e-3, atol=0)  # float16 keeps 11 significant bits
+    assert loaded.metadata == {"epoch": 7}
+    with pytest.raises(CheckpointError, match="floating-point"):
+        checkpoint.save(tmp_path / "int.safetensors", model, dtype=torch.int8)
+
+
 def test_header_carries_config_schema_and_normalisation(saved):
     from safetensors import safe_open
 

@@ -51,6 +51,24 @@ def test_export_round_trip(tmp_path, tiny_checkpoint, fmt, capsys):
     assert got[0].shape == (2, 17, 5, 6)  # (65-1)//16+1, (81-1)//16+1
 
 
+def test_fp16_checkpoint_export_is_half_the_size_and_close(tmp_path, tiny_checkpoint, capsys):
+    path, model = tiny_checkpoint
+    out = tmp_path / "half.safetensors"
+    code = main(["export", "--checkpoint", str(path), "--format", "safetensors-fp16", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert out.stat().st_size < 0.55 * path.stat().st_size
+    loaded = checkpoint.load(out)
+    assert loaded.config == model.config and loaded.metadata["stored_as"] == "float16"
+    # Not tied to a shape: another input size runs and stays within the fp16 tolerance.
+    images = sample_input(model, 1, (97, 49), seed=5)
+    with torch.no_grad():
+        want = [t.numpy() for t in model.forward_tensors(images)]
+        got = [t.numpy() for t in loaded.model.forward_tensors(images)]
+    for name, g, w in zip(OUTPUT_NAMES, got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=ExportConfig().fp16_tolerance, rtol=0, err_msg=name)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_export_carries_the_model_config(tmp_path, tiny_checkpoint):
     path, model = tiny_checkpoint

@@ -31,9 +31,10 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TRANSIENT = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # A random network's heat maps sit near their prior (0.01): with these thresholds the decoder still
 # returns people (deterministically), so outputs have content to compare.
-FIND_PEOPLE = {"decoder.peak_threshold": 0.0, "decoder.vote_threshold": 0.0, "decoder.max_people": 3}
+FIND_PEOPLE = {"decoder.peak_threshold": 0.0, "decoder.vote_threshold": 0.0, "decoder.max_people": 3,
+               "decoder.min_instance_score": 0.0}
 # Decoder settings equal to FIND_PEOPLE, for running the estimator directly.
-FIND_PEOPLE_DECODER = {"peak_threshold": 0.0, "vote_threshold": 0.0, "max_people": 3}
+FIND_PEOPLE_DECODER = {"peak_threshold": 0.0, "vote_threshold": 0.0, "max_people": 3, "min_instance_score": 0.0}
 
 
 def make_checkpoint(path: Path, nan_head: str | None = None) -> Path:

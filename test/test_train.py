@@ -189,6 +189,22 @@ def test_a_short_cpu_run_lowers_the_loss_and_raises_ap(tmp_path: Path, synthetic
     assert all(torch.equal(loaded.model.state_dict()[k], ema[k]) for k in ema)
 
 
+def test_cpu_bfloat16_autocast_learns_like_float32(tmp_path: Path, synthetic: DataPaths) -> None:
+    """train.cpu_amp: the trunk computes in bfloat16 on the CPU; weights and losses stay float32; it learns."""
+    recipe = tiny_recipe("train.steps=24", "train.batch_size=4", "optim.lr=3e-3", "eval.every=0",
+                         "checkpoint.every=24", "train.cpu_amp=true")
+    trainer = Trainer(recipe, synthetic, tmp_path / "run", progress=False)
+    seen: set[torch.dtype] = set()
+    first_conv = next(m for m in trainer.train_model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda _module, _inputs, output: seen.add(output.dtype))
+    trainer.run()
+    assert seen == {torch.bfloat16}
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 24 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+
+
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(latest_checkpoint(run_dir / "checkpoints") / "state.safetensors"))
 

@@ -58,8 +58,8 @@ from strongpose_ros.train.state import (
 __all__ = ["RESUMABLE_CHANGES", "TrainResult", "Trainer", "TrainerError", "build_optimizer"]
 
 # Recipe keys that may differ between a run and its resumption (they do not change what was learnt so far).
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.max_nonfinite", "train.threads", "data.workers",
-                     "data.pin_memory", "eval.", "checkpoint.", "description")
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.max_nonfinite", "train.threads", "train.cpu_amp",
+                     "data.workers", "data.pin_memory", "eval.", "checkpoint.", "description")
 
 
 _BARRIER_MINUTES = 120
@@ -205,8 +205,12 @@ class Trainer:
         self.device = _resolve_device(device, self.world)
         if recipe.train.threads:
             torch.set_num_threads(recipe.train.threads)
-        self.amp = recipe.train.amp and self.device.type == "cuda"
-        self.amp_dtype = torch.float16 if recipe.train.amp_dtype == "float16" else torch.bfloat16
+        if self.device.type == "cuda":
+            self.amp = recipe.train.amp
+            self.amp_dtype = torch.float16 if recipe.train.amp_dtype == "float16" else torch.bfloat16
+        else:  # the CPU autocasts to bfloat16 only; it needs no GradScaler (bfloat16 has float32's range)
+            self.amp = recipe.train.cpu_amp and self.device.type == "cpu"
+            self.amp_dtype = torch.bfloat16
         self.start_step = 0 if self.loaded is None else self.loaded.step
         self._build()
         self._stop_requested = False
@@ -368,7 +372,7 @@ class Trainer:
             group["lr"] = group["initial_lr"] * factor
         non_blocking = self.device.type == "cuda"
         batch = batch.to(self.device, non_blocking=non_blocking)
-        autocast = (torch.autocast(device_type="cuda", dtype=self.amp_dtype) if self.amp
+        autocast = (torch.autocast(device_type=self.device.type, dtype=self.amp_dtype) if self.amp
                     else contextlib.nullcontext())
         with autocast:
             outputs = self.train_model(batch.images)

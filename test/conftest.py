@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real COCO mini set lives, and a ROS availability check."""
+"""Shared fixtures: where the real COCO mini set lives, one torch thread, and a ROS availability check."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def coco_mini_annotations() -> Path:
 def coco_mini_images() -> Path:
     """The folder of the 80 real COCO images."""
     return _require(COCO_MINI / "train2017", "COCO mini images")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`): the build
+    machine's two cores are shared, and oversubscribed torch threads stall each other."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # --- ROS 2 -------------------------------------------------------------------------------------------

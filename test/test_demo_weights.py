@@ -15,23 +15,20 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("rclpy", reason="rclpy is not importable: run the tests under `. ./env.sh`")
 from strongpose_ros import checkpoint
 from strongpose_ros.data.synth import SynthConfig, generate_dataset
+from strongpose_ros.decode import DecoderConfig
 from strongpose_ros.estimator import Estimator
 from strongpose_ros.ros.demo import ASSETS_DIR, CLIP_NAME, WEIGHTS_DIR, bundled_weights
+from strongpose_ros.ros.parameters import NODE_DECODER_DEFAULTS
 from strongpose_ros.train.evaluate import evaluate_checkpoint
 
 MAX_BYTES = 25 * 1024 * 1024  # what the repository may carry for them
 CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The build machine's two cores are shared: one torch thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +68,9 @@ def test_finds_synthetic_people_of_an_unseen_seed(weights, tmp_path):
 
 
 def test_counts_the_people_of_the_bundled_clip(weights):
+    """What the demo shows: the people the pose node publishes (its default decoder settings) on the clip."""
     truth = json.loads((ASSETS_DIR / "demo_clip.json").read_text())["people_per_frame"]
-    estimator = Estimator.from_checkpoint(weights, device="cpu")
+    estimator = Estimator.from_checkpoint(weights, device="cpu", decoder=DecoderConfig(**NODE_DECODER_DEFAULTS))
     video = cv2.VideoCapture(str(ASSETS_DIR / CLIP_NAME))
     counted = []
     for index in range(len(truth)):

@@ -16,14 +16,7 @@ from strongpose_ros.evaluation import RESULT_NAMES, load_coco
 from strongpose_ros.model import build_model
 from strongpose_ros.train.evaluate import EvaluationError, evaluate_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The build machine's two cores are shared: one torch thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class GroundTruthEstimator(Estimator):

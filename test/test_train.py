@@ -47,13 +47,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> DataPaths:
     return resolve_data(root)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The machine's cores are shared; one thread keeps timings steady (train.threads does the same in runs).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_recipe(*overrides: str) -> Recipe:

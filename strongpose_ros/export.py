@@ -54,13 +54,14 @@ class ExportConfig:
     """- `opset`: ONNX opset (17 runs on every onnxruntime since 1.14);
     - `tolerance`: largest absolute difference allowed between an exported output and PyTorch's
       (heat maps are probabilities, offsets are pixels: 1e-3 is far below anything visible);
-    - `fp16_tolerance`: the same for `safetensors-fp16`, whose rounded weights move the outputs by more
-      (float16 keeps about 3 significant digits; a twentieth of a pixel or of a probability is invisible);
+    - `fp16_tolerance`: for `safetensors-fp16`, a fraction of each output's largest magnitude (at least 1):
+      float16 keeps about 3 significant digits, so its rounded weights move an output in proportion to its
+      size (on the demo weights, mid-range offsets of up to 56 px moved by 0.13 px, heat maps by 3e-5);
     - `seed`: of the sample input used for tracing and checking."""
 
     opset: int = 17
     tolerance: float = 1e-3
-    fp16_tolerance: float = 5e-2
+    fp16_tolerance: float = 5e-3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,17 +82,27 @@ class ExportReport:
     input_shape: tuple[int, int, int, int]
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     tolerance: float = 0.0
+    # Relative checks (fp16): the tolerance is a fraction of each output's largest magnitude (at least 1).
+    reference_scale: dict[str, float] | None = None
+
+    def allowed(self, name: str) -> float:
+        """The largest difference allowed for output `name`."""
+        if self.reference_scale is None:
+            return self.tolerance
+        return self.tolerance * max(1.0, self.reference_scale[name])
 
     @property
     def ok(self) -> bool:
-        return all(np.isfinite(d) and d <= self.tolerance for d in self.max_abs_diff.values())
+        return all(np.isfinite(d) and d <= self.allowed(n) for n, d in self.max_abs_diff.items())
 
     def lines(self) -> list[str]:
         shape = "checked on" if self.format == "safetensors-fp16" else "fixed shape"
         out = [f"{self.format} export: {self.path} (input {INPUT_NAME} {list(self.input_shape)}, {shape})"]
         for name, diff in self.max_abs_diff.items():
-            verdict = "ok" if np.isfinite(diff) and diff <= self.tolerance else "ABOVE TOLERANCE"
-            out.append(f"  {name:14s} max |exported - pytorch| = {diff:.3g}  ({verdict}, tolerance {self.tolerance:g})")
+            allowed = self.allowed(name)
+            verdict = "ok" if np.isfinite(diff) and diff <= allowed else "ABOVE TOLERANCE"
+            how = "" if self.reference_scale is None else f" = {self.tolerance:g} x max(1, max |output|)"
+            out.append(f"  {name:14s} max |exported - pytorch| = {diff:.3g}  ({verdict}, tolerance {allowed:.3g}{how})")
         return out
 
 
@@ -158,6 +169,10 @@ def export_model(
             checkpoint_io.save(out, model, metadata=metadata, dtype=torch.float16)
     report = ExportReport(out, fmt, (batch, 3, size[0], size[1]), tolerance=config.tolerance_for(fmt))
     report.max_abs_diff = verify_export(out, fmt, model, sample)
+    if fmt == "safetensors-fp16":
+        with torch.no_grad():
+            outputs = model.eval().forward_tensors(sample)
+        report.reference_scale = {n: float(t.abs().max()) for n, t in zip(OUTPUT_NAMES, outputs, strict=True)}
     return report
 
 

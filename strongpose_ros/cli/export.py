@@ -15,8 +15,8 @@ and print the largest absolute difference of each output. Exits non-zero when a 
 --tolerance.
 
 --format safetensors-fp16 writes the same StrongPose checkpoint with float16 weights (half the file; the
-demo weights ship this way; it loads anywhere a checkpoint does, at any input size), checked the same way
-(default tolerance 0.05).
+demo weights ship this way; it loads anywhere a checkpoint does, at any input size), checked the same way,
+with a tolerance relative to each output's size (default 5e-3 of its largest magnitude, at least 1).
 
 For ONNX and TorchScript the shapes are FIXED: tracing bakes the batch size and the input height and width
 into the file, so it runs only on (BATCH, 3, H, W) as exported (default: batch 1 and the checkpoint's training
@@ -40,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fixed input height and width (default: the checkpoint's training input size)")
     parser.add_argument("--batch", type=POSITIVE_INT, default=1, metavar="N", help="fixed batch size (default 1)")
     parser.add_argument("--tolerance", type=float, default=None, metavar="T",
-                        help="largest absolute difference allowed per output (default 1e-3; 0.05 for "
-                             "safetensors-fp16)")
+                        help="largest absolute difference allowed per output (default 1e-3); for "
+                             "safetensors-fp16 a fraction of each output's largest magnitude, at least 1 "
+                             "(default 5e-3)")
     parser.add_argument("--json", metavar="FILE", help="also write the differences to FILE")
     parser.set_defaults(func=run)
 

@@ -99,9 +99,10 @@ def save(path: str | Path, model: nn.Module, config: ModelConfig | None = None,
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        # mkstemp creates the file private (0600); give it the usual permissions of a new file.
-        os.chmod(temp_name, 0o666 & ~_current_umask())
         save_file(tensors, temp_name, metadata=header)
+        # mkstemp creates the file private (0600), and save_file keeps or recreates it so; give it the usual
+        # permissions of a new file (a checkpoint shipped or installed must be readable by other users).
+        os.chmod(temp_name, 0o666 & ~_current_umask())
         with open(temp_name, "rb") as handle:  # flush to disk before the rename makes it visible
             os.fsync(handle.fileno())
         os.replace(temp_name, path)

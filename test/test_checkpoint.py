@@ -87,6 +87,16 @@ def test_save_is_atomic_and_overwrites(model, tmp_path):
     assert sorted(os.listdir(path.parent)) == ["last.safetensors"]
 
 
+def test_saved_file_has_the_usual_permissions_of_a_new_file(model, tmp_path):
+    """Not mkstemp's private 0600: a shipped or installed checkpoint must be readable by other users."""
+    old = os.umask(0o022)
+    try:
+        path = checkpoint.save(tmp_path / "shared.safetensors", model)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_save_refuses_a_config_that_does_not_describe_the_model(model, tmp_path):
     with pytest.raises(CheckpointError, match="does not match its config"):
         checkpoint.save(tmp_path / "x.safetensors", model, ModelConfig(backbone="resnet18"))

@@ -145,7 +145,7 @@ class TrainConfig:
     - `cpu_amp`: bfloat16 autocast when training on the CPU (weights, optimiser and losses stay float32).
       Worth it only on CPUs with native bfloat16 (AVX512-BF16 or AMX): there a ResNet-18 step at 193x193
       took 1.2 s instead of 2.1 s (one thread, measured on the 2-core AMD EPYC build machine); elsewhere
-      it is slower than float32;
+      bfloat16 is emulated: compare a few steps both ways first;
     - `grad_clip`: clip the global gradient norm to this (0: off);
     - `ema_decay`: Polyak averaging of the weights [paper]; the EMA is the model that is evaluated and
       exported. Early on the effective decay is min(ema_decay, (1 + t) / (10 + t)), so the average does not

@@ -23,6 +23,7 @@ from strongpose_ros.ros.messages import (
     pose_schema_msg,
 )
 from strongpose_ros.ros.parameters import (
+    NODE_DECODER_DEFAULTS,
     PARAMETERS,
     ParameterError,
     default_values,
@@ -140,7 +141,9 @@ def test_rate_limited_log_says_how_many_it_held_back():
 
 def test_parameter_defaults_are_valid_and_bad_values_are_refused_with_the_name():
     settings = settings_from_values(default_values())
-    assert settings.decoder == DecoderConfig(nonfinite="raise")
+    # The decoder's defaults, except that the node drops faint leftovers that COCO evaluation keeps.
+    assert settings.decoder == DecoderConfig(nonfinite="raise", **NODE_DECODER_DEFAULTS)
+    assert settings.decoder.min_instance_score > DecoderConfig().min_instance_score
     assert settings.input.topic == "image" and settings.input.mode == "newest" and settings.tracking_enabled
     assert settings.markers.keypoint_threshold == settings.decoder.keypoint_threshold
     assert settings_from_values({"decoder.nms_radius": 12}).decoder.nms_radius == 12.0  # YAML ints for floats

@@ -168,11 +168,10 @@ def export_model(
             metadata = loaded.metadata | {"stored_as": "float16", "exported_from": Path(checkpoint).name}
             checkpoint_io.save(out, model, metadata=metadata, dtype=torch.float16)
     report = ExportReport(out, fmt, (batch, 3, size[0], size[1]), tolerance=config.tolerance_for(fmt))
-    report.max_abs_diff = verify_export(out, fmt, model, sample)
+    reference = _pytorch_outputs(model, sample)
+    report.max_abs_diff = verify_export(out, fmt, model, sample, reference=reference)
     if fmt == "safetensors-fp16":
-        with torch.no_grad():
-            outputs = model.eval().forward_tensors(sample)
-        report.reference_scale = {n: float(t.abs().max()) for n, t in zip(OUTPUT_NAMES, outputs, strict=True)}
+        report.reference_scale = {n: float(np.abs(r).max()) for n, r in zip(OUTPUT_NAMES, reference, strict=True)}
     return report
 
 
@@ -225,10 +224,17 @@ def run_exported(path: str | Path, fmt: str, images: torch.Tensor) -> list[np.nd
     raise ExportError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}")
 
 
-def verify_export(path: str | Path, fmt: str, model: StrongPoseNet, images: torch.Tensor) -> dict[str, float]:
-    """Largest absolute difference per output between the exported file and PyTorch on `images`."""
+def _pytorch_outputs(model: StrongPoseNet, images: torch.Tensor) -> list[np.ndarray]:
     with torch.no_grad():
-        reference = [t.numpy() for t in model.eval().forward_tensors(images)]
+        return [t.numpy() for t in model.eval().forward_tensors(images)]
+
+
+def verify_export(path: str | Path, fmt: str, model: StrongPoseNet, images: torch.Tensor,
+                  reference: list[np.ndarray] | None = None) -> dict[str, float]:
+    """Largest absolute difference per output between the exported file and PyTorch on `images`
+    (`reference`: PyTorch's outputs on them, when the caller already has them)."""
+    if reference is None:
+        reference = _pytorch_outputs(model, images)
     exported = run_exported(path, fmt, images)
     diffs = {}
     for name, ref, got in zip(OUTPUT_NAMES, reference, exported, strict=True):

@@ -183,7 +183,7 @@ def test_a_short_cpu_run_lowers_the_loss_and_raises_ap(tmp_path: Path, synthetic
     assert all(torch.equal(loaded.model.state_dict()[k], ema[k]) for k in ema)
 
 
-def test_cpu_bfloat16_autocast_learns_like_float32(tmp_path: Path, synthetic: DataPaths) -> None:
+def test_cpu_bfloat16_autocast_computes_in_bfloat16_and_learns(tmp_path: Path, synthetic: DataPaths) -> None:
     """train.cpu_amp: the trunk computes in bfloat16 on the CPU; weights and losses stay float32; it learns."""
     recipe = tiny_recipe("train.steps=24", "train.batch_size=4", "optim.lr=3e-3", "eval.every=0",
                          "checkpoint.every=24", "train.cpu_amp=true")

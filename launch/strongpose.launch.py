@@ -12,9 +12,6 @@
 config/strongpose.yaml (params_file) first; the arguments below override it.
 """
 
-import importlib.util
-from pathlib import Path
-
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.launch_description import LaunchDescription
@@ -25,16 +22,6 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "strongpose_ros"
 # Topics of pose_node that RViz shows (config/strongpose.rviz names them from the root namespace).
 RVIZ_TOPICS = ("overlay", "markers", "body_heatmap_image")
-
-
-def _bundled_checkpoint() -> str:
-    """The demo weights installed with the Python package (strongpose_ros/weights/), if any."""
-    spec = importlib.util.find_spec(PACKAGE)
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        found = sorted(Path(location, "weights").glob("*.safetensors"))
-        if found:
-            return str(found[0])
-    return ""
 
 
 def _is_true(name: str) -> PythonExpression:
@@ -48,8 +35,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="camera image topic (sensor_msgs/Image; <topic>/compressed if compressed)"),
         DeclareLaunchArgument("compressed", default_value="false", choices=["true", "false"],
                               description="subscribe <image_topic>/compressed (sensor_msgs/CompressedImage)"),
-        DeclareLaunchArgument("checkpoint", default_value=_bundled_checkpoint(),
-                              description="StrongPose .safetensors checkpoint (default: the bundled demo weights)"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="StrongPose .safetensors checkpoint (empty: the bundled default model)"),
         DeclareLaunchArgument("device", default_value="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
                               description="use /clock (e.g. from a bag; source:=bag publishes it)"),

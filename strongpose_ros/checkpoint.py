@@ -25,7 +25,25 @@ from torch import nn
 from strongpose_ros.model.config import ModelConfig
 from strongpose_ros.model.network import StrongPoseNet, build_model
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "CheckpointError", "Header", "load", "read_header", "save"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_NAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "WEIGHTS_DIR",
+    "Checkpoint",
+    "CheckpointError",
+    "Header",
+    "default_path",
+    "load",
+    "read_header",
+    "resolve_path",
+    "save",
+]
+
+# The weights installed with the package, and the file an empty `checkpoint` setting stands for (the pose
+# node's parameter, the launch file, `strongpose demo` and `strongpose bag process` all resolve it here).
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_CHECKPOINT_NAME = "strongpose_r18_synthetic.safetensors"
 
 FORMAT = "strongpose_ros"
 FORMAT_VERSION = 1
@@ -112,11 +130,41 @@ def save(path: str | Path, model: nn.Module, config: ModelConfig | None = None,
     return path
 
 
+def default_path() -> Path:
+    """The bundled default checkpoint (what an empty `checkpoint` setting means)."""
+    return WEIGHTS_DIR / DEFAULT_CHECKPOINT_NAME
+
+
+def resolve_path(value: str | Path | None) -> Path:
+    """A `checkpoint` setting as a file path: empty (or None) is the bundled default, `~` is expanded.
+
+    Raises `CheckpointError` for a directory or a missing file, naming it; the file's contents are checked
+    later, by `read_header` / `load`.
+    """
+    if value is None or not str(value).strip():
+        path = default_path()
+        if not path.is_file():
+            raise CheckpointError(f"{path}: the bundled default checkpoint is missing (an incomplete install?); "
+                                  "set 'checkpoint' to a StrongPose .safetensors file")
+        return path
+    path = Path(os.path.expanduser(str(value)))
+    _check_is_file(path)
+    return path
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
+        raise CheckpointError(f"{path}: a directory, not a checkpoint file; give the .safetensors file{hint}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+
+
 def read_header(path: str | Path) -> Header:
     """Parse and check a checkpoint's header (config, metadata, tensor table) without reading tensors."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    _check_is_file(path)
     size = path.stat().st_size
     with open(path, "rb") as handle:
         prefix = handle.read(8)

@@ -167,3 +167,14 @@ def test_mismatched_files(model, tmp_path):
     with pytest.raises(CheckpointError, match="format version '9'"):
         checkpoint.load(_ours(tensors, same, tmp_path / "e.st", format_version="9"))
     assert checkpoint.load(_ours(tensors, same, tmp_path / "f.st")).config == same  # the control case loads
+
+
+def test_resolve_path_gives_the_bundled_default_for_empty_and_refuses_directories(tmp_path):
+    assert checkpoint.resolve_path("") == checkpoint.resolve_path(None) == checkpoint.default_path()
+    assert checkpoint.default_path().is_file()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"a directory, not a checkpoint file.*model\.safetensors"):
+        checkpoint.resolve_path(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        checkpoint.resolve_path(tmp_path / "absent.safetensors")

@@ -286,11 +286,9 @@ def test_the_nodes_accept_what_the_launch_file_sets(launch_description, override
     assert Path(_evaluate(rviz.kwargs["arguments"], config)[2:]) == RVIZ
 
 
-def test_default_checkpoint_is_the_bundled_weights(launch_description):
-    defaults, _, module = launch_description
-    weights = sorted((REPO / PACKAGE / "weights").glob("*.safetensors"))
-    assert defaults["checkpoint"] == (str(weights[0]) if weights else "")
-    assert module._bundled_checkpoint() == defaults["checkpoint"]
+def test_default_checkpoint_is_empty_which_the_node_resolves_to_the_bundled_model(launch_description):
+    defaults, _, _ = launch_description
+    assert defaults["checkpoint"] == ""
 
 
 # --- RViz ---------------------------------------------------------------------------------------------

@@ -299,10 +299,22 @@ def test_mismatched_or_missing_checkpoint_is_refused_with_the_file_named(ros_con
         finally:
             node.close()
             node.destroy_node()
-    node = PoseNode(context=ros_context)  # no checkpoint at all
+    directory = tmp_path / "models"
+    directory.mkdir()
+    node = PoseNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value=str(directory))])
     try:
-        assert "parameter 'checkpoint' is empty" in node.startup_error
+        assert "a directory, not a checkpoint file" in node.startup_error and str(directory) in node.startup_error
     finally:
+        node.destroy_node()
+
+
+def test_no_parameters_at_all_loads_the_bundled_default_model(ros_context):
+    node = PoseNode(context=ros_context)
+    try:
+        assert node.startup_error is None and node.lifecycle_state == "active"
+        assert node.estimator is not None
+    finally:
+        node.close()
         node.destroy_node()
 
 

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="T holds sensor_msgs/CompressedImage (T/compressed is tried if T is absent)")
     process.add_argument("--overwrite", action="store_true", help="replace OUT if it is an existing rosbag2")
     process.add_argument("--checkpoint", type=Path, metavar="C",
-                         help="StrongPose checkpoint (default: the parameter file's, else the bundled demo weights)")
+                         help="StrongPose checkpoint (default: the parameter file's, else the bundled default model)")
     process.add_argument("--params", type=Path, metavar="FILE",
                          help="the pose node's parameter file (decoder, tracking, input size, device)")
     process.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda' or 'cuda:N' (default: auto)")
@@ -53,18 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _checkpoint(args: argparse.Namespace, from_params: str) -> str:
+    """--checkpoint, else the parameter file's, else '' (the bundled default model, resolved by the estimator's
+    loader like the node's empty `checkpoint` parameter)."""
     if args.checkpoint is not None:
         return str(args.checkpoint)
     if from_params:
         return from_params
-    from strongpose_ros.ros.demo import bundled_weights
+    from strongpose_ros.checkpoint import default_path
 
-    weights = bundled_weights()
-    if weights is None:
-        raise ValueError("no --checkpoint given, none in the parameter file, and no bundled demo weights in "
-                         "strongpose_ros/weights/")
-    print(f"using the bundled demo weights {weights}", file=sys.stderr)
-    return str(weights)
+    print(f"using the bundled default model {default_path()}", file=sys.stderr)
+    return ""
 
 
 def run_process(args: argparse.Namespace) -> int:

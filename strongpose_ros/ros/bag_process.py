@@ -36,6 +36,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, Writer
 from sensor_msgs.msg import CompressedImage, Image
 
+from strongpose_ros import checkpoint
 from strongpose_ros.drawing import DrawingConfig, draw_poses
 from strongpose_ros.estimator import Estimator
 from strongpose_ros.ros.bag_types import typestore
@@ -169,10 +170,8 @@ def read_node_parameters(path: str | Path | None, overrides: dict[str, Any] | No
 def estimator_from_settings(settings: NodeSettings) -> tuple[Estimator, Tracker | None]:
     """The estimator (and tracker, when tracking is on) the node would build from these settings."""
     model = settings.model
-    if not model.checkpoint:
-        raise BagProcessError("no checkpoint: pass --checkpoint (or set 'checkpoint' in the parameter file)")
     estimator = Estimator.from_checkpoint(
-        os.path.expanduser(model.checkpoint), device=model.device, half=model.half,
+        checkpoint.resolve_path(model.checkpoint), device=model.device, half=model.half,
         input_size=model.input_size or None, output_stride=model.output_stride or None, decoder=settings.decoder,
     )  # fmt: skip
     tracker = Tracker(estimator.schema, settings.tracking) if settings.tracking_enabled else None

@@ -38,6 +38,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from strongpose_ros import checkpoint
 from strongpose_ros.drawing import blend_heatmap
 from strongpose_ros.msg import BodyHeatmap, PersonArray
 from strongpose_ros.ros.image_conversion import ImageConversionError, to_bgr8
@@ -48,7 +49,7 @@ __all__ = ["ASSETS_DIR", "WEIGHTS_DIR", "DemoConfig", "DemoError", "DemoOptions"
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ASSETS_DIR = PACKAGE_DIR / "assets"
-WEIGHTS_DIR = PACKAGE_DIR / "weights"
+WEIGHTS_DIR = checkpoint.WEIGHTS_DIR
 CLIP_NAME = "demo_clip.mp4"
 CLIP_TRUTH_NAME = "demo_clip.json"  # {"fps": ..., "people_per_frame": [...]} of the bundled clip
 POSE_NODE = "pose_node"
@@ -124,10 +125,9 @@ class DemoResult:
 
 # ------------------------------------------------------------------------------------------- bundled assets
 def bundled_weights(directory: Path | None = None) -> Path | None:
-    """The bundled demo checkpoint (the first .safetensors in strongpose_ros/weights/), or None."""
-    directory = WEIGHTS_DIR if directory is None else Path(directory)
-    found = sorted(directory.glob("*.safetensors")) if directory.is_dir() else []
-    return found[0] if found else None
+    """The bundled default checkpoint (`checkpoint.default_path()`; in `directory` if given), or None."""
+    path = (WEIGHTS_DIR if directory is None else Path(directory)) / checkpoint.DEFAULT_CHECKPOINT_NAME
+    return path if path.is_file() else None
 
 
 def bundled_clip(directory: Path | None = None) -> Path | None:
@@ -160,7 +160,6 @@ def untrained_checkpoint(path: Path, config: DemoConfig) -> Path:
     """Save a seeded, untrained network: the pipeline runs, the detections mean nothing."""
     import torch
 
-    from strongpose_ros import checkpoint
     from strongpose_ros.model import build_model
 
     torch.manual_seed(config.fallback_seed)

@@ -22,7 +22,6 @@ produces no output; the node carries on with the next frame.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from strongpose_ros import checkpoint
 from strongpose_ros.checkpoint import CheckpointError
 from strongpose_ros.decode import warmup as warmup_decoder
 from strongpose_ros.drawing import DrawingConfig, blend_heatmap, draw_poses
@@ -274,10 +274,7 @@ class PoseNode(LifecycleNode):
 
     def _load_estimator(self, settings: NodeSettings) -> Estimator:
         model = settings.model
-        if not model.checkpoint:
-            raise ParameterError("parameter 'checkpoint' is empty: set it to the path of a StrongPose .safetensors "
-                                 "checkpoint")
-        path = os.path.expanduser(model.checkpoint)
+        path = checkpoint.resolve_path(model.checkpoint)  # empty: the bundled default model
         estimator = Estimator.from_checkpoint(
             path, device=model.device, half=model.half, input_size=model.input_size or None,
             output_stride=model.output_stride or None, decoder=settings.decoder,

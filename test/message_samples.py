@@ -1,7 +1,8 @@
 """Fully populated instances of every message of the package, and a field-by-field comparison.
 
 Shared by the DDS and rosbag2 tests. Every field gets a value different from its default, so a field
-that is dropped or mangled anywhere shows up.
+that is dropped or mangled anywhere shows up. Some keypoints have no 3D position: theirs is NaN, which must
+arrive as NaN (a NaN compares equal to a NaN here, and to nothing else).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -30,21 +32,34 @@ def header(seq: int = 0) -> Header:
     return Header(stamp=Time(sec=1_700_000_000 + seq, nanosec=123_456_789), frame_id=f"camera_{seq}_optical")
 
 
+NAN = float("nan")
+
+
 def keypoint(i: int = 0) -> Keypoint:
-    return Keypoint(x=10.25 + i, y=-3.5 + 2 * i, score=0.125 + i / 64)
+    """Keypoint i; every third one has no 3D position (NaN, as the node sends it)."""
+    if i % 3 == 2:
+        return Keypoint(x=10.25 + i, y=-3.5 + 2 * i, score=0.125 + i / 64, has_position=False,
+                        position=Point(x=NAN, y=NAN, z=NAN), position_confidence=0.0)  # fmt: skip
+    return Keypoint(
+        x=10.25 + i, y=-3.5 + 2 * i, score=0.125 + i / 64, has_position=True,
+        position=Point(x=-0.4 + i / 32, y=0.1 * i, z=2.0 + i / 1024), position_confidence=0.5 + i / 64,
+    )  # fmt: skip
 
 
 def person(pid: int = 7) -> Person:
     return Person(
         id=pid, score=0.75, keypoints=[keypoint(i) for i in range(COCO17.num_keypoints)],
         x_min=1.5, y_min=2.5, x_max=300.25, y_max=401.0,
-    )
+        has_position=True, position=Point(x=0.125, y=-0.25, z=2.5), position_confidence=0.625,
+    )  # fmt: skip
 
 
 def person_array() -> PersonArray:
+    without = person(5)
+    without.has_position, without.position, without.position_confidence = False, Point(x=NAN, y=NAN, z=NAN), 0.0
     return PersonArray(
         header=header(1), image_width=640, image_height=480, schema_name=COCO17.name,
-        persons=[person(3), person(4)],
+        persons=[person(3), person(4), without], depth_status=PersonArray.DEPTH_OK,
     )
 
 
@@ -83,7 +98,9 @@ SAMPLES = {
 def _fields(msg) -> list[str]:
     if hasattr(msg, "get_fields_and_field_types"):  # rclpy generated message
         return list(msg.get_fields_and_field_types())
-    return list(msg.__dataclass_fields__)  # rosbags message (a dataclass); excludes __msgtype__
+    # rosbags message (a dataclass): its constants (DEPTH_OK, ...) are fields too; ROS names constants in
+    # upper case and fields in lower case.
+    return [name for name in msg.__dataclass_fields__ if not name.isupper()]
 
 
 def assert_same_message(expected, actual, path: str = "msg") -> None:
@@ -101,12 +118,18 @@ def assert_same_message(expected, actual, path: str = "msg") -> None:
         if expected_list and not hasattr(expected_list[0], "__dataclass_fields__") and not hasattr(
             expected_list[0], "get_fields_and_field_types"
         ):
-            assert np.array_equal(np.asarray(expected_list), np.asarray(actual_list)), f"{path}: values differ"
+            equal_nan = np.asarray(expected_list).dtype.kind == "f"
+            assert np.array_equal(np.asarray(expected_list), np.asarray(actual_list), equal_nan=equal_nan), (
+                f"{path}: values differ"
+            )
             return
         for i, (e, a) in enumerate(zip(expected_list, actual_list, strict=True)):
             assert_same_message(e, a, f"{path}[{i}]")
         return
     if isinstance(expected, float):
+        if math.isnan(expected):
+            assert math.isnan(float(actual)), f"{path}: NaN became {actual}"
+            return
         # float32 fields: values chosen to be exact in float32.
         assert math.isclose(expected, float(actual), rel_tol=0, abs_tol=0), f"{path}: {expected} != {actual}"
         return

@@ -63,3 +63,7 @@ def test_bag_message_definitions_come_from_msg_files(tmp_path):
         (connection,) = reader.connections
         assert "Person[] persons" in connection.msgdef.data
         assert "uint32 image_width" in connection.msgdef.data
+        # The 3D fields and their dependency travel with it.
+        assert "uint8 depth_status" in connection.msgdef.data and "uint8 DEPTH_OK=1" in connection.msgdef.data
+        assert "bool has_position" in connection.msgdef.data
+        assert "MSG: geometry_msgs/Point" in connection.msgdef.data

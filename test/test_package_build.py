@@ -22,10 +22,12 @@ def test_package_xml_is_a_valid_format3_ament_cmake_manifest():
     assert package.name == "strongpose_ros"
     assert package.get_build_type() == "ament_cmake"
     depends = {d.name for d in package.build_depends + package.exec_depends + package.buildtool_depends}
-    for name in ("rclpy", "sensor_msgs", "std_msgs", "visualization_msgs", "diagnostic_msgs",
+    for name in ("rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "visualization_msgs", "diagnostic_msgs",
                  "rosidl_default_generators", "rosidl_default_runtime", "launch_ros"):
         assert name in depends, f"package.xml does not depend on {name}"
     assert "rosidl_interface_packages" in [g.name for g in package.member_of_groups]
+    # The messages use geometry_msgs/Point, so it is needed to build them, not only to run.
+    assert "geometry_msgs" in {d.name for d in package.build_depends}
 
 
 @pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon not on PATH: run the tests under `. ./env.sh`")
@@ -60,6 +62,7 @@ def test_colcon_build_from_a_clean_tree(tmp_path):
         "import strongpose_ros.msg as m; "
         "p = m.PersonArray(image_width=3, persons=[m.Person(keypoints=[m.Keypoint(x=1.0)])]); "
         "assert p.persons[0].keypoints[0].x == 1.0; "
+        "assert not p.persons[0].keypoints[0].has_position and p.depth_status == m.PersonArray.DEPTH_OFF; "
         "import strongpose_ros.schema; print(strongpose_ros.__file__)"
     )
     run_env = dict(env, PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", "").replace(str(REPO), ""))

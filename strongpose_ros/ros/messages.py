@@ -1,8 +1,13 @@
 """Estimator results to ROS messages: PersonArray, BodyHeatmap, PoseSchema, MarkerArray, overlay Image.
 
 Builders take a `std_msgs/Header` (the input image's: stamp and frame_id are copied unchanged, so outputs
-line up with the camera stream in a bag) and plain results (`PersonPose` lists, NumPy maps). The inverse
-`people_from_msg` turns a PersonArray back into `PersonPose`s for tools that read the node's output.
+line up with the camera stream in a bag) and plain results (`PersonPose` lists, NumPy maps, and the 3D of
+`strongpose_ros.depth` when depth is on). The inverses `people_from_msg` and `positions_from_msg` turn a
+PersonArray back into `PersonPose`s and `PeoplePositions` for tools that read the node's output.
+
+3D in messages: every Keypoint and Person has `has_position`, `position` and `position_confidence`. Without
+3D (no `positions` given, or a person without one) `has_position` is false and `position` is NaN, NaN, NaN,
+so that a reader who forgets the flag gets NaN, not a point at the camera's origin.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from strongpose_ros.decode import PersonPose
+from strongpose_ros.depth import DepthStatus, PeoplePositions, Person3D
 from strongpose_ros.drawing import color_for_id
 from strongpose_ros.msg import BodyHeatmap, Keypoint, Person, PersonArray, PoseSchema
 from strongpose_ros.schema import KeypointSchema
@@ -34,6 +40,7 @@ __all__ = [
     "person_array_msg",
     "person_msg",
     "pose_schema_msg",
+    "positions_from_msg",
 ]
 
 
@@ -84,41 +91,106 @@ def pose_schema_msg(schema: KeypointSchema) -> PoseSchema:
     )
 
 
-def person_msg(person: PersonPose, track_id: int = 0) -> Person:
-    """One Person: every keypoint in schema order, the instance score, the keypoint box."""
+_NAN = float("nan")
+
+
+def _point(xyz, present: bool) -> Point:
+    if not present:
+        return Point(x=_NAN, y=_NAN, z=_NAN)
+    x, y, z = (float(v) for v in xyz)
+    return Point(x=x, y=y, z=z)
+
+
+def person_msg(person: PersonPose, track_id: int = 0, position: Person3D | None = None) -> Person:
+    """One Person: every keypoint in schema order, the instance score, the keypoint box, and the 3D of
+    `position` (from `lift_people`) when given; without it every position is marked absent (NaN)."""
     kp = person.keypoints.astype(np.float64)
     x_min, y_min, x_max, y_max = person.box
+    if position is None:
+        position = Person3D.absent(len(kp))
+    elif position.keypoints.shape[0] != len(kp):
+        raise ValueError(f"person_msg: 3D of {position.keypoints.shape[0]} keypoints for {len(kp)}")
+    xyz = position.keypoints.astype(np.float64).tolist()
+    has = position.keypoint_valid.tolist()
+    confidence = position.keypoint_confidence.astype(np.float64).tolist()
+    keypoints = [
+        Keypoint(x=x, y=y, score=s, has_position=bool(has[k]), position=_point(xyz[k], has[k]),
+                 position_confidence=confidence[k] if has[k] else 0.0)
+        for k, (x, y, s) in enumerate(kp.tolist())
+    ]  # fmt: skip
     return Person(
         id=int(track_id),
         score=float(person.score),
-        keypoints=[Keypoint(x=float(x), y=float(y), score=float(s)) for x, y, s in kp.tolist()],
+        keypoints=keypoints,
         x_min=float(x_min), y_min=float(y_min), x_max=float(x_max), y_max=float(y_max),
+        has_position=bool(position.valid),
+        position=_point(position.position, position.valid),
+        position_confidence=float(position.confidence) if position.valid else 0.0,
     )  # fmt: skip
 
 
 def person_array_msg(header: Header, people: Sequence[PersonPose], image_size: tuple[int, int],
-                     schema_name: str, ids: Sequence[int] | None = None) -> PersonArray:
-    """A PersonArray with the input header; `image_size` is (height, width); people best first."""
+                     schema_name: str, ids: Sequence[int] | None = None, positions: PeoplePositions | None = None,
+                     depth_status: DepthStatus | int | None = None) -> PersonArray:
+    """A PersonArray with the input header; `image_size` is (height, width); people best first.
+
+    `positions`: the 3D of `people` (same order), from `lift_people`; `depth_status`: why there is or is
+    not 3D (`DepthStatus`; default OK with positions, OFF without). A status other than OK with
+    positions is refused: the message would say "no depth" next to 3D points.
+    """
     if ids is not None and len(ids) != len(people):
         raise ValueError(f"person_array_msg: {len(ids)} ids for {len(people)} people")
+    if positions is not None and len(positions) != len(people):
+        raise ValueError(f"person_array_msg: 3D of {len(positions)} people for {len(people)}")
+    status = DepthStatus(depth_status if depth_status is not None else
+                         DepthStatus.OK if positions is not None else DepthStatus.OFF)  # fmt: skip
+    if positions is not None and status != DepthStatus.OK:
+        raise ValueError(f"person_array_msg: 3D positions with depth_status {status.name}")
     order = sorted(range(len(people)), key=lambda i: -people[i].score)  # stable: equal scores keep their order
+    persons = [
+        person_msg(people[i], ids[i] if ids is not None else 0, positions[i] if positions is not None else None)
+        for i in order
+    ]
     return PersonArray(
         header=_copy_header(header),
         image_width=int(image_size[1]),
         image_height=int(image_size[0]),
         schema_name=schema_name,
-        persons=[person_msg(people[i], ids[i] if ids is not None else 0) for i in order],
+        persons=persons,
+        depth_status=int(status),
     )
 
 
 def people_from_msg(msg: PersonArray) -> tuple[list[PersonPose], list[int]]:
-    """The people of a PersonArray as `PersonPose`s (image pixels), and their track ids."""
+    """The people of a PersonArray as `PersonPose`s (image pixels), and their track ids.
+
+    Their 3D, in the same order: `positions_from_msg(msg)`.
+    """
     people, ids = [], []
     for p in msg.persons:
         kp = np.array([[k.x, k.y, k.score] for k in p.keypoints], dtype=np.float32).reshape(-1, 3)
         people.append(PersonPose(kp, p.score, (p.x_min, p.y_min, p.x_max, p.y_max)))
         ids.append(int(p.id))
     return people, ids
+
+
+def positions_from_msg(msg: PersonArray) -> PeoplePositions:
+    """The 3D of a PersonArray's people, in message order (absent positions NaN and marked invalid,
+    whatever the message's position fields hold where `has_position` is false)."""
+    people = []
+    for p in msg.persons:
+        has = np.array([bool(k.has_position) for k in p.keypoints], dtype=bool)
+        xyz = np.array([[k.position.x, k.position.y, k.position.z] for k in p.keypoints], dtype=np.float32)
+        xyz = xyz.reshape(-1, 3)
+        xyz[~has] = np.nan
+        confidence = np.array([k.position_confidence for k in p.keypoints], dtype=np.float32)
+        centre = np.array([p.position.x, p.position.y, p.position.z], dtype=np.float32)
+        valid = bool(p.has_position)
+        people.append(Person3D(xyz, has, np.where(has, confidence, 0.0).astype(np.float32),
+                               centre if valid else np.full(3, np.nan, np.float32), valid,
+                               float(p.position_confidence) if valid else 0.0))  # fmt: skip
+    num_keypoints = len(msg.persons[0].keypoints) if msg.persons else 0
+    return PeoplePositions.stack(people, num_keypoints)
 
 
 def float_image_msg(header: Header, values: np.ndarray) -> Image:

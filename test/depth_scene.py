@@ -121,3 +121,29 @@ def naive_centre_read(depth_m: np.ndarray, uv: np.ndarray) -> np.ndarray:
     rows = np.clip(np.rint(uv[:, 1]).astype(int), 0, depth_m.shape[0] - 1)
     values = depth_m[rows, cols].astype(np.float64)
     return np.where((values > 0) & np.isfinite(values), values, np.nan)
+
+
+def lifted_people():
+    """Two people lifted from a rendered scene, the second with its wrists over a hole and a weak nose:
+    (list of PersonPose, PeoplePositions, the 3D truth). For message tests."""
+    from strongpose_ros.decode import PersonPose
+    from strongpose_ros.depth import CameraModel, DepthImage, lift_people
+
+    truths = [person_points((-0.5, -0.1, 2.5)), person_points((0.5, -0.1, 3.0))]
+    scene = Scene()
+    people = []
+    for n, truth in enumerate(truths):
+        uv = project(truth)
+        for (u, v), z in zip(uv, truth[:, 2], strict=True):
+            scene.add_disc((u, v), 6, z)
+        rows = keypoint_rows(uv)
+        if n == 1:
+            rows[0, 2] = 0.05
+        people.append(PersonPose(rows, 0.9 - 0.3 * n, (*uv.min(0), *uv.max(0))))
+    depth = scene.render()
+    for k in (9, 10):
+        u, v = np.rint(project(truths[1][k])[0]).astype(int)
+        depth[v - 12 : v + 13, u - 12 : u + 13] = np.nan
+    camera = CameraModel.from_fields(**camera_fields())
+    positions = lift_people(people, DepthImage.from_array(to_16uc1(depth), "16UC1"), camera, (480, 640))
+    return people, positions, truths

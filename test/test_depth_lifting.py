@@ -39,6 +39,9 @@ from strongpose_ros.depth import (
 )
 from strongpose_ros.estimator import HeatmapTransform
 
+# Holes and empty windows must not make NumPy warn: a node would log it every frame.
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
 REPO = Path(__file__).resolve().parents[1]
 COLOR = (480, 640)
 CM = 0.01
@@ -266,7 +269,7 @@ def test_noise_and_flying_pixels_average_out():
 
 @pytest.mark.parametrize("behind_m", [0.35, 2.0])
 def test_background_behind_a_thin_limb(behind_m):
-    """The left wrist's keypoint lies 2 px beside its forearm; the centre pixel sees what is behind it.
+    """The left wrist's keypoint misses its forearm by 2 px; the centre pixel sees what is behind it.
 
     0.35 m behind: within the person gate (the torso, a chair), so the nearest-surface rule decides;
     2 m behind: a wall, which the person gate removes as well.
@@ -275,14 +278,36 @@ def test_background_behind_a_thin_limb(behind_m):
     uv = project(truth)
     wrist = 9
     scene = person_scene(np.delete(truth, wrist, 0), np.delete(uv, wrist, 0))
-    u, v = uv[wrist]
-    scene.add_box(u - 40, v - 40, u + 40, v + 40, truth[wrist, 2] + behind_m)  # behind the forearm
-    scene.add_box(u + 2, v - 60, u + 8, v + 4, truth[wrist, 2])  # a forearm 6 px wide (2.3 cm) beside it
+    cu, cv = np.rint(uv[wrist])
+    scene.add_box(cu - 40, cv - 40, cu + 40, cv + 40, truth[wrist, 2] + behind_m)  # behind the forearm
+    scene.add_box(cu + 1.5, cv - 60, cu + 7.5, cv + 4.5, truth[wrist, 2])  # a forearm 6 px wide, columns +2..+7
     depth = scene.render()
     assert naive_centre_read(depth, uv[[wrist]])[0] == pytest.approx(truth[wrist, 2] + behind_m)
     positions = _lift(keypoint_rows(uv), depth, CameraModel.from_fields(**camera_fields()))
     assert positions.keypoint_valid[0, wrist]
     assert np.linalg.norm(positions.keypoints[0, wrist] - truth[wrist]) < 1 * CM
+    # The window's median would have read the background 0.35 m behind.
+    if behind_m < 0.6:
+        median = _lift(keypoint_rows(uv), depth, CameraModel.from_fields(**camera_fields()),
+                       config=LiftingConfig(surface_percentile=0.5, surface_thickness_m=10.0))  # fmt: skip
+        assert median.keypoints[0, wrist, 2] == pytest.approx(truth[wrist, 2] + behind_m, abs=1 * CM)
+
+
+def test_a_nearer_part_at_the_window_edge_does_not_take_over():
+    """Another person's arm, 0.5 m nearer, reaches two columns into the left hip's window: the hip still
+    reads its own surface (the nearest pixels alone would read the arm)."""
+    truth = person_points((0.0, -0.1, 2.0))
+    uv = project(truth)
+    hip = 11
+    scene = person_scene(truth, uv, radius=12.0)
+    cu, cv = np.rint(uv[hip])
+    scene.add_box(cu + 2.5, cv - 80, cu + 12.5, cv + 80, truth[hip, 2] - 0.5)  # columns +3..+12
+    depth = scene.render()
+    camera = CameraModel.from_fields(**camera_fields())
+    positions = _lift(keypoint_rows(uv), depth, camera)
+    assert np.linalg.norm(positions.keypoints[0, hip] - truth[hip]) < 1 * CM
+    nearest = _lift(keypoint_rows(uv), depth, camera, config=LiftingConfig(surface_percentile=0.0))
+    assert nearest.keypoints[0, hip, 2] == pytest.approx(truth[hip, 2] - 0.5, abs=1 * CM)
 
 
 def _body_heatmap(uv: np.ndarray, radius_px: float = 40.0, offset_y: float = 0.0
@@ -302,7 +327,7 @@ def test_the_body_heat_map_keeps_the_read_on_the_body():
     truth = person_points((0.0, -0.1, 2.0))
     uv = project(truth)
     hip = 12
-    u, v = uv[hip]
+    u, v = np.rint(uv[hip])
     # Heat-map rows are 8 px apart; place them so that a boundary between two rows lies 1.5 px below the hip.
     offset_y = (v + 1.5 - 4.0) % 8.0
     body, transform = _body_heatmap(uv, offset_y=offset_y)
@@ -311,7 +336,7 @@ def test_the_body_heat_map_keeps_the_read_on_the_body():
     chair = (centres_y > v + 1.5)[:, None] & (np.abs(cols_x - u) <= 24)[None]
     body[chair] = 0.0  # the network sees the chair, not the body, below the boundary
     scene = person_scene(truth, uv, radius=12.0)
-    scene.add_box(u - 20, v + 1.6, u + 20, v + 60, truth[hip, 2] - 0.5)  # the chair, from just below the hip
+    scene.add_box(u - 20, v + 1.5, u + 20, v + 60, truth[hip, 2] - 0.5)  # the chair: rows +2 and below
     depth = scene.render()
     camera = CameraModel.from_fields(**camera_fields())
     without = _lift(keypoint_rows(uv), depth, camera)

@@ -252,6 +252,22 @@ def test_known_big_and_little_endian_values(flavour):
     np.testing.assert_array_equal(image_to_numpy(msg), [[255, 0]])
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_depth_messages_read_in_metres(flavour, big, encoding):
+    """What the pose node does with a depth frame: image_to_numpy, then strongpose_ros.depth's units."""
+    from strongpose_ros.depth import DepthImage
+
+    metres = np.array([[1.5, np.nan, 0.25], [4.0, 2.0, np.nan]])
+    pixels = (np.where(np.isnan(metres), 0, np.round(metres * 1000)).astype(np.uint16) if encoding == "16UC1"
+              else metres.astype(np.float32))  # fmt: skip
+    step = 3 * pixels.itemsize + 6  # padded rows, as some drivers send them
+    msg = make_image(flavour, pack_rows(pixels, step, big), 2, 3, encoding, step, big)
+    depth = DepthImage.from_array(image_to_numpy(msg), msg.encoding)
+    np.testing.assert_allclose(depth.metres(), metres, rtol=1e-6)  # NaN where there is no data
+
+
 def test_duck_typed_messages_with_bytes_and_lists():
     msg = SimpleNamespace(height=1, width=2, encoding="rgb8", is_bigendian=0, step=6, data=bytes([255, 0, 0] * 2))
     np.testing.assert_array_equal(to_bgr8(msg), [[[0, 0, 255]] * 2])

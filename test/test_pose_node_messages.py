@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not importable: run the tests under `. ./env.sh`")
+from depth_scene import lifted_people
 from diagnostic_msgs.msg import DiagnosticStatus
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from strongpose_ros.decode import DecoderConfig, PersonPose
+from strongpose_ros.depth import DepthStatus
 from strongpose_ros.drawing import color_for_id
 from strongpose_ros.estimator import HeatmapTransform
 from strongpose_ros.ros.diagnostics import FrameStats, RateLimitedLog, diagnostic_status
@@ -21,6 +23,7 @@ from strongpose_ros.ros.messages import (
     people_from_msg,
     person_array_msg,
     pose_schema_msg,
+    positions_from_msg,
 )
 from strongpose_ros.ros.parameters import (
     NODE_DECODER_DEFAULTS,
@@ -59,6 +62,49 @@ def test_person_array_is_sorted_by_score_with_ids_and_round_trips():
     assert back[0].box == pytest.approx(people[1].box)
     with pytest.raises(ValueError, match="ids"):
         person_array_msg(HEADER, people, (480, 640), "coco17", ids=[1])
+
+
+def test_without_depth_every_position_is_absent_and_nan():
+    msg = person_array_msg(HEADER, [_person(0.4), _person(0.9, 50)], (480, 640), "coco17")
+    assert msg.depth_status == msg.DEPTH_OFF
+    for person in msg.persons:
+        assert not person.has_position and person.position_confidence == 0.0
+        assert np.isnan([person.position.x, person.position.y, person.position.z]).all()
+        for k in person.keypoints:
+            assert not k.has_position and k.position_confidence == 0.0
+            assert np.isnan([k.position.x, k.position.y, k.position.z]).all()
+    assert not positions_from_msg(msg).keypoint_valid.any()
+    late = person_array_msg(HEADER, [_person(0.4)], (480, 640), "coco17", depth_status=DepthStatus.LATE)
+    assert late.depth_status == late.DEPTH_LATE and not late.persons[0].keypoints[0].has_position
+
+
+def test_3d_positions_follow_their_people_into_the_message():
+    people, positions, _ = lifted_people()
+    people = people[::-1]  # the builder sorts by score: the 3D must move with its person
+    reordered = positions_from_msg(person_array_msg(HEADER, people[::-1], (480, 640), "coco17", positions=positions))
+    msg = person_array_msg(HEADER, people, (480, 640), "coco17", ids=[8, 9],
+                           positions=type(positions).stack([positions[1], positions[0]]))  # fmt: skip
+    assert msg.depth_status == msg.DEPTH_OK and [p.id for p in msg.persons] == [9, 8]
+    back = positions_from_msg(msg)
+    for got in (back, reordered):
+        np.testing.assert_array_equal(got.keypoint_valid, positions.keypoint_valid)
+        np.testing.assert_allclose(got.keypoints, positions.keypoints, rtol=1e-6)  # NaN where absent, both
+        np.testing.assert_allclose(got.keypoint_confidence, positions.keypoint_confidence, rtol=1e-6)
+        np.testing.assert_allclose(got.positions, positions.positions, rtol=1e-6)
+        np.testing.assert_array_equal(got.position_valid, positions.position_valid)
+    absent = msg.persons[1].keypoints[0]  # the weak nose of the second person
+    assert not absent.has_position and np.isnan(absent.position.z)
+    with pytest.raises(ValueError, match="depth_status LATE"):
+        person_array_msg(HEADER, people, (480, 640), "coco17", positions=positions, depth_status=DepthStatus.LATE)
+    with pytest.raises(ValueError, match="3D of 2 people for 1"):
+        person_array_msg(HEADER, people[:1], (480, 640), "coco17", positions=positions)
+
+
+def test_depth_status_values_are_the_message_constants():
+    from strongpose_ros.msg import PersonArray
+
+    for status in DepthStatus:
+        assert getattr(PersonArray, f"DEPTH_{status.name}") == status.value
 
 
 def test_markers_lie_in_the_image_plane_in_the_track_colour():

@@ -227,6 +227,20 @@ def test_a_depth_image_of_another_resolution(depth_size):
     np.testing.assert_allclose(again.keypoints, positions.keypoints, atol=1e-4)
 
 
+def test_a_strided_view_of_a_depth_array_reads_the_same():
+    truth = person_points((0.0, -0.1, 2.0))
+    uv = project(truth)
+    mm = to_16uc1(person_scene(truth, uv).render())
+    wide = np.zeros((480, 700), np.uint16)
+    wide[:, :640] = mm
+    camera = CameraModel.from_fields(**camera_fields())
+    view = DepthImage.from_array(wide[:, :640], "16UC1")  # not contiguous: another gather path
+    assert not view.values.flags.c_contiguous
+    a = lift_people(keypoint_rows(uv)[None], view, camera, COLOR)
+    b = lift_people(keypoint_rows(uv)[None], DepthImage.from_array(mm, "16UC1"), camera, COLOR)
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+
+
 def test_a_depth_image_that_is_not_aligned_is_refused():
     truth = person_points((0.0, -0.1, 2.0))
     uv = project(truth)

@@ -155,6 +155,10 @@ def test_frames_from_two_threads_each_come_out_once():
 def test_stamps_and_config():
     assert stamp_to_ns(SimpleNamespace(sec=3, nanosec=250)) == 3_000_000_250
     assert stamp_to_ns(7) == 7
+    sync, _ = _sync()
+    sync.add_depth(SimpleNamespace(sec=5, nanosec=1000), "d")  # header stamps go in as they are
+    (frame,) = sync.add_color(SimpleNamespace(sec=5, nanosec=0), "c")
+    assert frame.depth == "d" and frame.stamp_ns == 5_000_000_000
     with pytest.raises(ValueError, match=r"SyncConfig\.queue_size must be an integer >= 1"):
         SyncConfig(queue_size=0)
     with pytest.raises(ValueError, match=r"SyncConfig\.tolerance_s must be >= 0"):

@@ -169,15 +169,14 @@ def read_keypoint_depths(
         raw = np.take(values.reshape(-1), ((ys * width)[:, :, None] + xs[:, None, :]).reshape(n, side * side))
     else:
         raw = values[ys[:, :, None], xs[:, None, :]].reshape(n, side * side)
-    unit = np.float32(depth.unit_m)
-    if raw.dtype.kind in "ui":  # range test on the integers: no float conversion of pixels without data
+    z = raw.astype(np.float32)
+    if depth.unit_m != 1.0:
+        z *= np.float32(depth.unit_m)
+    if raw.dtype.kind in "ui":  # the range on the integers (0, no data, is below any minimum)
         low, high = np.ceil(config.min_depth_m / depth.unit_m), np.floor(config.max_depth_m / depth.unit_m)
         data = inside & (raw >= low) & (raw <= high)
     else:
-        data = inside & (raw * unit >= config.min_depth_m) & (raw * unit <= config.max_depth_m)  # NaN: False
-    z = raw.astype(np.float32)
-    if unit != 1:
-        z *= unit
+        data = inside & (z >= config.min_depth_m) & (z <= config.max_depth_m)  # NaN compares False
 
     off_body = np.zeros(n, dtype=bool)
     if body_heatmap is not None:

@@ -114,8 +114,13 @@ class StampSynchronizer(Generic[C, D]):
 
     # --- input --------------------------------------------------------------------------------------
 
-    def add_color(self, stamp_ns: int, color: C, size: tuple[int, int] | None = None) -> list[SyncedFrame[C, D]]:
-        """Queue a colour frame (`size`: its (height, width), to check the depth's); returns released frames."""
+    def add_color(self, stamp_ns: int | Any, color: C, size: tuple[int, int] | None = None
+                  ) -> list[SyncedFrame[C, D]]:
+        """Queue a colour frame; returns the frames this releases (possibly none, possibly older ones).
+
+        `stamp_ns`: the header stamp, as integer nanoseconds or a builtin_interfaces/Time; `size`: the
+        image's (height, width), to check the depth frame's against (None: not checked).
+        """
         stamp_ns = stamp_to_ns(stamp_ns)
         with self._lock:
             released = self._jumped_back(stamp_ns, self._newest_color)
@@ -125,8 +130,9 @@ class StampSynchronizer(Generic[C, D]):
             bisect.insort(self._colors, entry, key=lambda c: c.stamp)
             return released + self._release()
 
-    def add_depth(self, stamp_ns: int, depth: D, size: tuple[int, int] | None = None) -> list[SyncedFrame[C, D]]:
-        """Queue a depth frame (`size`: its (height, width)); returns the colour frames this releases."""
+    def add_depth(self, stamp_ns: int | Any, depth: D, size: tuple[int, int] | None = None
+                  ) -> list[SyncedFrame[C, D]]:
+        """Queue a depth frame (stamp and size as for `add_color`); returns the colour frames this releases."""
         stamp_ns = stamp_to_ns(stamp_ns)
         with self._lock:
             released = self._jumped_back(stamp_ns, self._newest_depth)

@@ -12,7 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CORE = ("strongpose_ros.estimator", "strongpose_ros.model", "strongpose_ros.decode", "strongpose_ros.checkpoint",
         "strongpose_ros.evaluation", "strongpose_ros.train", "strongpose_ros.data.synth", "strongpose_ros.data.coco",
-        "strongpose_ros.export", "strongpose_ros.tracking", "strongpose_ros.drawing", "strongpose_ros.cli")
+        "strongpose_ros.export", "strongpose_ros.tracking", "strongpose_ros.drawing", "strongpose_ros.cli",
+        "strongpose_ros.depth")
 
 
 def test_core_imports_without_ros():
@@ -40,7 +41,7 @@ def test_wheel_holds_the_package_its_data_and_the_command(tmp_path):
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     for module in ("schema", "estimator", "checkpoint", "model/network", "decode/decoder", "train/trainer",
-                   "data/synth", "cli/__init__", "ros/image_conversion"):
+                   "data/synth", "cli/__init__", "ros/image_conversion", "depth/lifting"):
         assert f"strongpose_ros/{module}.py" in names, module
     assert "strongpose_ros/assets/demo_clip.mp4" in names
     assert "strongpose = strongpose_ros.cli:main" in entry_points

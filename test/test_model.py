@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from strongpose_ros.model import ModelConfig, build_model, output_size
-from strongpose_ros.model.backbone import FrozenBatchNorm2d, resnet
+from strongpose_ros.model.backbones.common import FrozenBatchNorm2d
+from strongpose_ros.model.backbones.resnet import resnet
 from strongpose_ros.model.heads import refine_mid_offsets
 from strongpose_ros.schema import COCO17, CROWDPOSE14, KeypointSchema
 

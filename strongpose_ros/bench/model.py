@@ -1,5 +1,8 @@
 """Network cost per backbone: forward time, parameters, GMACs; and the cost of encoding training targets.
 
+Every registered backbone can be measured (`--backbones`), each with its default options (mobilenet_v1: width
+1.0, batch norm).
+
 Forward passes run at batch 1 under `torch.inference_mode` on random input of the given size, at each
 output stride, on the CPU (float32) and, when CUDA is available, on the GPU (float32 and float16). MACs
 are counted by forward hooks on every convolution and linear layer (one multiply-add = 2 FLOPs); the
@@ -19,13 +22,13 @@ import torch
 from torch import nn
 
 from strongpose_ros.model import build_model, encode_targets
-from strongpose_ros.model.backbone import RESNETS
+from strongpose_ros.model.backbones import BACKBONES
 
-DEFAULT_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+DEFAULT_BACKBONES = ("mobilenet_v1", "resnet18", "resnet34", "resnet50", "resnet101")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), choices=sorted(RESNETS),
+    parser.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), choices=sorted(BACKBONES),
                         help="backbones to measure (default: %(default)s)")
     parser.add_argument("--strides", nargs="+", type=int, default=[16, 8], choices=[8, 16, 32],
                         help="output strides (default: %(default)s)")

@@ -1,8 +1,9 @@
 """The StrongPose network, its training targets, losses and the oracle.
 
 Public names are re-exported here; each lives in a small module named for what it holds:
-`config` (ModelConfig), `backbone` (ResNet trunks), `heads` (the four heads, mid-range refinement),
-`network` (StrongPoseNet, build_model), `targets` (encode_targets), `oracle`, `losses`, `outputs`.
+`config` (ModelConfig), `backbones` (the trunks, registered by name: ResNets, MobileNetV1), `heads` (the four
+heads, mid-range refinement), `network` (StrongPoseNet, build_model), `targets` (encode_targets), `oracle`,
+`losses`, `outputs`; `importers` (other projects' published weights as StrongPose checkpoints).
 """
 
 from strongpose_ros.model.config import ModelConfig

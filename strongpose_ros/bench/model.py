@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     figures: dict[str, float] = {"input_size_px": size, "cpu_threads": torch.get_num_threads()}
     print(f"StrongPose network at {size}x{size}, batch 1, {torch.get_num_threads()} CPU threads, "
           f"median of {args.repeats} passes")
-    print(f"{'backbone':<10} {'stride':>6} {'grid':>7} {'params M':>9} {'GMACs':>8} {'GFLOPs':>8}  "
+    column = max(10, *(len(name) for name in args.backbones))
+    print(f"{'backbone':<{column}} {'stride':>6} {'grid':>7} {'params M':>9} {'GMACs':>8} {'GFLOPs':>8}  "
           "forward ms: median (min)")
     for name in args.backbones:
         model = build_model(backbone=name).eval()
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> dict:
                 figures[f"forward_ms_min_{key}_{label}"] = best
                 timings.append(f"{label} {ms:8.1f} ({best:.1f})")
             model.to(device="cpu", dtype=torch.float32)
-            print(f"{name:<10} {stride:>6} {grid:>3}x{grid:<3} {params / 1e6:>9.2f} {macs / 1e9:>8.2f} "
+            print(f"{name:<{column}} {stride:>6} {grid:>3}x{grid:<3} {params / 1e6:>9.2f} {macs / 1e9:>8.2f} "
                   f"{2 * macs / 1e9:>8.2f}  " + "  ".join(timings))
 
     annotations = synthetic_annotations(args.people, size)

@@ -4,7 +4,7 @@ A recipe has one section per concern; every key is checked, and an unknown one i
 it and lists the valid keys of its section (a typo never silently falls back to a default):
 
     model:      ModelConfig fields (backbone, backbone_options, output_stride, schema, input_size, frozen_bn, ...)
-    init:       backbone_weights (a torchvision ImageNet ResNet file), checkpoint (a StrongPose checkpoint)
+    init:       backbone_weights (a torchvision ImageNet ResNet file), checkpoint (a StrongPose checkpoint), skip
     data:       workers, require_keypoints, pin_memory
     augment:    AugmentConfig fields (scale, rotation_deg, translation, flip_probability, antialias_below)
     loss:       LossConfig fields (skhm_weight, short_weight, mid_weight, bhm_weight, ...)
@@ -52,10 +52,22 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class InitConfig:
-    """Where the weights start: an ImageNet trunk (torchvision ResNet file) and/or a StrongPose checkpoint."""
+    """Where the weights start: an ImageNet trunk (torchvision ResNet file) and/or a StrongPose checkpoint.
+
+    `skip`: parameter-name prefixes that keep their initialisation instead of taking `checkpoint`'s (a head
+    the checkpoint lacks or holds in another shape, e.g. `[heads.body]` with a `model.body_head_channels` of
+    its own on an imported PoseNet); everything else must match the checkpoint exactly.
+    """
 
     backbone_weights: str | None = None
     checkpoint: str | None = None
+    skip: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        skip = (self.skip,) if isinstance(self.skip, str) else self.skip
+        _check(isinstance(skip, (list, tuple)) and all(isinstance(p, str) and p for p in skip),
+               f"init.skip must be a list of parameter-name prefixes, got {self.skip!r}")
+        object.__setattr__(self, "skip", tuple(skip))
 
 
 @dataclass(frozen=True)

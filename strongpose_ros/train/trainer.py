@@ -154,6 +154,11 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
     return optimizer
 
 
+def _under(name: str, prefix: str) -> bool:
+    """Whether parameter `name` is `prefix` or lies under it ('heads.body' covers 'heads.body.predict.bias')."""
+    return name == prefix or name.startswith(prefix.rstrip(".") + ".")
+
+
 def freeze_all_but(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:
     """Freeze every parameter whose name starts with none of `prefixes` (`train.trainable`); the trainable names.
 
@@ -161,13 +166,13 @@ def freeze_all_but(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[st
     norm whose parameters are frozen but whose statistics would still follow the batches in training mode
     (freeze them with `model.frozen_bn`)."""
     names = [name for name, _ in model.named_parameters()]
-    unmatched = [p for p in prefixes if not any(n == p or n.startswith(p.rstrip(".") + ".") for n in names)]
+    unmatched = [p for p in prefixes if not any(_under(n, p) for n in names)]
     if unmatched:
         tops = sorted({".".join(n.split(".")[:2]) for n in names})
         raise TrainerError(f"train.trainable: {unmatched[0]!r} names no parameter; e.g. {tops}")
     trainable = []
     for name, param in model.named_parameters():
-        keep = any(name == p or name.startswith(p.rstrip(".") + ".") for p in prefixes)
+        keep = any(_under(name, p) for p in prefixes)
         param.requires_grad_(keep)
         if keep:
             trainable.append(name)
@@ -264,11 +269,22 @@ class Trainer:
                 raise TrainerError(f"init.backbone_weights: {exc}") from None
         if recipe.init.checkpoint and self.loaded is None:
             loaded = model_checkpoint.load(recipe.init.checkpoint)
+            state = loaded.model.state_dict()
+            skip = recipe.init.skip
+            if skip:
+                for prefix in skip:
+                    if not any(_under(name, prefix) for name in model.state_dict()):
+                        raise TrainerError(f"init.skip: {prefix!r} names no parameter of the recipe's model")
+                state = {name: value for name, value in state.items() if not any(_under(name, p) for p in skip)}
             try:
-                model.load_state_dict(loaded.model.state_dict(), strict=True)
+                missing, unexpected = model.load_state_dict(state, strict=not skip)
             except RuntimeError as exc:
                 raise TrainerError(f"init.checkpoint {recipe.init.checkpoint}: does not fit the recipe's model "
                                    f"({exc})") from None
+            missing = [name for name in missing if not any(_under(name, p) for p in skip)]
+            if missing or unexpected:
+                raise TrainerError(f"init.checkpoint {recipe.init.checkpoint}: does not fit the recipe's model "
+                                   f"(missing {missing[:8]}, unexpected {unexpected[:8]})")
         if recipe.train.trainable:
             freeze_all_but(model, recipe.train.trainable)
         self.model = model.to(self.device)

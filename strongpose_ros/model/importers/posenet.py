@@ -24,15 +24,17 @@ The importer reads the graph by its own topology, never by the names of its cons
 
 PoseNet has no body heat map: the imported BHM head reads the same final features, with zero weights and its
 bias at the logit of `heatmap_prior`, so `body_heatmap` is a constant 0.01 until a BHM head is trained on the
-frozen features (`train.trainable: [heads.body]`, see the trainer). Our heads refine the mid-range offsets in
+frozen features (the trainer's `train.trainable: [heads.body]`; with `model.body_head_channels: N` and
+`init.skip: [heads.body]` that head gets a hidden 3x3 layer of its own). Our heads refine the mid-range offsets in
 the graph (`refinement_steps`, M + S_b(x + M), PersonLab's 2 by default); PoseNet's raw displacements are
 unrefined, so 0 gives them unchanged (`StrongPoseNet.set_refinement_steps` changes it on a loaded network).
 
 Supported: MobileNetV1 PoseNet graphs at any width (the channels are read from the graph: the published
 0.50, 0.75 and 1.00) and output stride 8, 16 or 32 (strides and dilations in the convolutions' attributes),
 with ReLU6, SAME padding and weights in any tfjs encoding. Not supported, with an error naming the node:
-ResNet-50 PoseNet graphs (residual additions, max pooling: their trunk is not a layout our ResNet holds),
-atrous convolution written as SpaceToBatchND/BatchToSpaceND, and any other op.
+ResNet-50 PoseNet graphs (residual additions, max pooling, an input normalisation inside the graph: their
+trunk has not been mapped onto our ResNet, and the importer refuses rather than guess), atrous convolution
+written as SpaceToBatchND/BatchToSpaceND, and any other op.
 """
 
 from __future__ import annotations
@@ -272,7 +274,7 @@ def _trunk_and_heads(graph: GraphModel) -> tuple[GraphNode, list[_Layer], list[_
         break
     if not layers:
         raise PoseNetError(f"{graph.path}: the input {image.name!r} is not read by a convolution "
-                           f"({_describe(readers)})")
+                           f"({_describe(readers)}){_resnet_hint(graph)}")
     unexpected = [r for r in readers if r.op not in CONV_OPS]
     if unexpected:
         raise PoseNetError(f"{graph.path}: unexpected op {unexpected[0].op!r} at node {unexpected[0].name!r} after "
@@ -460,7 +462,8 @@ def _as_1x1(w: np.ndarray) -> torch.Tensor:
 
 def _check_dilations(graph: GraphModel, model: StrongPoseNet, spatial: list[_Layer]) -> None:
     backbone = model.backbone
-    assert isinstance(backbone, MobileNetV1)
+    if not isinstance(backbone, MobileNetV1):
+        raise TypeError(f"expected a mobilenet_v1 trunk, got {type(backbone).__name__}")
     for conv, layer in zip(backbone.spatial_convs, spatial, strict=True):
         if (conv.stride[0], conv.dilation[0]) != (layer.stride, layer.dilation):
             raise PoseNetError(f"{graph.path}: layer {layer.node.name!r} has stride {layer.stride}, dilation "

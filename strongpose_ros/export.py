@@ -19,7 +19,7 @@ once per size.
 
 The check runs the exported file (onnxruntime for ONNX, torch.jit.load for TorchScript) and PyTorch on the
 same seeded sample input and reports the largest absolute difference of each output; the export counts as
-good when every difference is within `ExportConfig.tolerance`.
+good when every difference is within `ExportConfig.tolerance` times the output's largest magnitude (at least 1).
 """
 
 from __future__ import annotations
@@ -52,8 +52,11 @@ class ExportError(RuntimeError):
 @dataclass(frozen=True)
 class ExportConfig:
     """- `opset`: ONNX opset (17 runs on every onnxruntime since 1.14);
-    - `tolerance`: largest absolute difference allowed between an exported output and PyTorch's
-      (heat maps are probabilities, offsets are pixels: 1e-3 is far below anything visible);
+    - `tolerance`: largest difference allowed between an exported output and PyTorch's, as a fraction of the
+      output's largest magnitude, at least 1 (so 1e-3 absolute on heat maps, which are probabilities, and on
+      small offsets): float32 rounding differs between runtimes in proportion to the values, and the imported
+      PoseNet's mid-range offsets reach 270 px on the sample input at 641x641 (its ONNX export differed by
+      4e-3 px there, 1e-7 on the heat maps);
     - `fp16_tolerance`: for `safetensors-fp16`, a fraction of each output's largest magnitude (at least 1):
       float16 keeps about 3 significant digits, so its rounded weights move an output in proportion to its
       size (on the demo weights, mid-range offsets of up to 56 px moved by 0.13 px, heat maps by 3e-5);
@@ -82,7 +85,7 @@ class ExportReport:
     input_shape: tuple[int, int, int, int]
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     tolerance: float = 0.0
-    # Relative checks (fp16): the tolerance is a fraction of each output's largest magnitude (at least 1).
+    # The tolerance is a fraction of each output's largest magnitude (at least 1); None: absolute.
     reference_scale: dict[str, float] | None = None
 
     def allowed(self, name: str) -> float:
@@ -170,8 +173,7 @@ def export_model(
     report = ExportReport(out, fmt, (batch, 3, size[0], size[1]), tolerance=config.tolerance_for(fmt))
     reference = _pytorch_outputs(model, sample)
     report.max_abs_diff = verify_export(out, fmt, model, sample, reference=reference)
-    if fmt == "safetensors-fp16":
-        report.reference_scale = {n: float(np.abs(r).max()) for n, r in zip(OUTPUT_NAMES, reference, strict=True)}
+    report.reference_scale = {n: float(np.abs(r).max()) for n, r in zip(OUTPUT_NAMES, reference, strict=True)}
     return report
 
 

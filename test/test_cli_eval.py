@@ -76,6 +76,26 @@ def test_checkpoint_mode_runs_a_network(coco_mini_annotations: Path, coco_mini_i
     assert isinstance(json.loads(results.read_text()), list)
 
 
+def test_input_size_reaches_the_estimator(coco_mini_annotations: Path, coco_mini_images: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from strongpose_ros import checkpoint
+    from strongpose_ros.model import build_model
+
+    torch.manual_seed(0)
+    path = checkpoint.save(tmp_path / "mobilenet.safetensors",
+                           build_model(backbone="mobilenet_v1", backbone_options={"width_multiplier": 0.25},
+                                       output_stride=16, input_size=(33, 33)))
+    args = ["eval", "--checkpoint", str(path), "--annotations", str(coco_mini_annotations), "--images",
+            str(coco_mini_images), "--max-images", "1"]
+    assert main([*args, "--input-size", "81", "--results", str(tmp_path / "r.json")]) == 0
+    assert "input 81x81" in capsys.readouterr().out
+    assert main([*args, "--input-size", "65", "97"]) == 0 and "input 65x97" in capsys.readouterr().out
+    assert main([*args, "--input-size", "65", "97", "129"]) == 2
+    assert "one side or HEIGHT WIDTH" in capsys.readouterr().err
+
+
 def test_checkpoint_mode_errors(coco_mini_annotations: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["eval", "--checkpoint", str(tmp_path / "x.safetensors"), "--annotations",
                  str(coco_mini_annotations)]) == 2

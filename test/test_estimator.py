@@ -38,6 +38,20 @@ def test_preprocessing_and_mapping_back_are_inverse(estimator, size):
         assert abs(found[0] - x) <= tolerance and abs(found[1] - y) <= tolerance, (found, (x, y))
 
 
+def test_the_input_normalisation_is_the_checkpoints():
+    """A PoseNet-style model takes RGB in [-1, 1] (mean = std = 0.5); the padding is its mid-grey, 0."""
+    config = ModelConfig(backbone="mobilenet_v1", backbone_options={"width_multiplier": 0.25}, input_size=(65, 65),
+                         input_mean=(0.5, 0.5, 0.5), input_std=(0.5, 0.5, 0.5))
+    estimator = Estimator.untrained(config, device="cpu")
+    image = np.zeros((40, 65, 3), np.uint8)
+    image[..., 0], image[..., 2] = 255, 0  # blue (BGR)
+    batch, _ = estimator._preprocess([image])
+    torch.testing.assert_close(batch[0, :, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))  # RGB order
+    torch.testing.assert_close(batch[0, :, 64, 0], torch.full((3,), 128 / 127.5 - 1))  # padding
+    result = estimator.estimate(image, heatmaps=True)
+    assert result.body_heatmap.shape == (3, 5) and result.image_size == (40, 65)
+
+
 def test_heatmap_transform_agrees_with_the_keypoint_mapping():
     placement = _Placement(image_size=(480, 640), resized_size=(97, 129))
     transform = placement.heatmap_transform(stride=8)

@@ -51,6 +51,27 @@ def test_export_round_trip(tmp_path, tiny_checkpoint, fmt, capsys):
     assert got[0].shape == (2, 17, 5, 6)  # (65-1)//16+1, (81-1)//16+1
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_mobilenet_export_round_trip(tmp_path, fmt):
+    # PoseNet's form: depthwise convolutions with biases, no batch norm, ReLU6, [-1, 1] input.
+    torch.manual_seed(1)
+    options = {"channels": [8, 16, 16, 24, 24], "strides": [2, 2, 2, 2, 1], "batch_norm": False}
+    model = build_model(backbone="mobilenet_v1", backbone_options=options, input_size=INPUT_SIZE,
+                        input_mean=(0.5, 0.5, 0.5), input_std=(0.5, 0.5, 0.5)).eval()
+    path = checkpoint.save(tmp_path / "mobilenet.safetensors", model)
+    report = export_model(path, fmt, tmp_path / f"m.{fmt}")
+    assert report.ok and max(report.max_abs_diff.values()) <= 1e-3
+    # The tolerance scales with each output's size, at least 1: absolute on the heat maps (probabilities).
+    assert report.allowed("heatmaps") == 1e-3 and report.allowed("mid_offsets") == pytest.approx(
+        1e-3 * max(1.0, report.reference_scale["mid_offsets"]))
+    images = sample_input(model, 1, INPUT_SIZE, seed=9)
+    with torch.no_grad():
+        want = [t.numpy() for t in model.forward_tensors(images)]
+    for name, g, w in zip(OUTPUT_NAMES, run_exported(tmp_path / f"m.{fmt}", fmt, images), want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-3, rtol=0, err_msg=name)
+
+
 def test_fp16_checkpoint_export_is_half_the_size_and_close(tmp_path, tiny_checkpoint, capsys):
     path, model = tiny_checkpoint
     out = tmp_path / "half.safetensors"

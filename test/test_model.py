@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from strongpose_ros.model import ModelConfig, build_model, output_size
-from strongpose_ros.model.backbone import FrozenBatchNorm2d, resnet
+from strongpose_ros.model.backbones import BACKBONES, MobileNetV1, MobileNetV1Options
+from strongpose_ros.model.backbones.common import FrozenBatchNorm2d
+from strongpose_ros.model.backbones.resnet import resnet
 from strongpose_ros.model.heads import refine_mid_offsets
 from strongpose_ros.schema import COCO17, CROWDPOSE14, KeypointSchema
 
@@ -168,11 +171,13 @@ def test_output_stride_switch_keeps_the_weights():
         net.set_output_stride(4)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v1"])
 @pytest.mark.parametrize("stride", [16, 8])
-def test_features_sit_on_the_grid_convention(stride):
+def test_features_sit_on_the_grid_convention(stride, name):
     # With left/right-symmetric kernels, a trunk whose cell j is input pixel j*s commutes with mirroring
     # an image of width s*n+1; any half-pixel shift anywhere in the stack (padding, pooling) breaks this.
-    trunk = resnet("resnet18", output_stride=stride).eval()
+    trunk = (resnet(name, output_stride=stride) if name.startswith("resnet")
+             else MobileNetV1(MobileNetV1Options(width_multiplier=0.25), output_stride=stride)).eval()
     with torch.no_grad():
         for m in trunk.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -185,6 +190,96 @@ def test_features_sit_on_the_grid_convention(stride):
         features, mirrored = trunk(x), trunk(x.flip(-1)).flip(-1)
     assert features.shape[-1] == output_size(x.shape[-1], stride)
     torch.testing.assert_close(mirrored, features, rtol=1e-4, atol=1e-4)
+
+
+# --- MobileNetV1 ---------------------------------------------------------------------------------------------------
+
+
+def test_every_backbone_is_registered_and_builds():
+    assert {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "mobilenet_v1"} <= set(BACKBONES)
+    net = build_model(backbone="mobilenet_v1", backbone_options={"width_multiplier": 0.5}).eval()
+    with torch.inference_mode():
+        out = net(torch.randn(1, 3, 65, 49))
+    assert out.grid_size == (5, 4) and out.mid_offsets.shape == (1, 32, 2, 5, 4)
+    assert net.heads.heatmap.predict.in_channels == 512  # 1024 * 0.5
+
+
+def test_mobilenet_v1_is_the_textbook_network():
+    # Howard et al. (2017), Table 8: 1.0 MobileNet-224 569 M multiply-adds, 0.75: 325 M; minus the 1000-way
+    # classifier (1024 * 1000 and 768 * 1000 MACs). Parameters: torch's usual 4,231,976 minus the classifier.
+    from strongpose_ros.bench.model import count_macs
+
+    full = MobileNetV1(MobileNetV1Options(), output_stride=32).eval()
+    assert sum(p.numel() for p in full.parameters()) == 4_231_976 - 1_025_000
+    assert round((count_macs(full, torch.randn(1, 3, 224, 224)) + 1_024_000) / 1e6) == 569
+    narrow = MobileNetV1(MobileNetV1Options(width_multiplier=0.75), output_stride=32).eval()
+    assert round((count_macs(narrow, torch.randn(1, 3, 224, 224)) + 768_000) / 1e6) == 325
+    assert [b.pointwise.conv.out_channels for b in narrow.blocks][-3:] == [384, 768, 768]
+    assert all(isinstance(m.act, torch.nn.ReLU6) for m in narrow.modules() if hasattr(m, "act"))
+
+
+def test_mobilenet_v1_output_strides_by_atrous_convolution():
+    net = build_model(backbone="mobilenet_v1", backbone_options={"width_multiplier": 0.25}, output_stride=32).eval()
+    x = torch.randn(1, 3, 97, 65)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    grids = {}
+    for stride in (8, 16, 32):
+        net.set_output_stride(stride)
+        with torch.inference_mode():
+            grids[stride] = net(x).grid_size
+    assert grids == {8: (13, 9), 16: (7, 5), 32: (4, 3)}
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    net.set_output_stride(8)  # stride 8 is reached at block 4: block 6 keeps dilation 1, block 12 gets 2
+    convs = net.backbone.spatial_convs
+    assert [c.stride[0] for c in convs] == [2, 1, 2, 1, 2] + [1] * 9
+    assert [c.dilation[0] for c in convs] == [1] * 7 + [2] * 6 + [4]
+    assert all(c.padding == c.dilation for c in convs)
+    # PoseNet's form stops striding at 16: no stride-32 network exists for it.
+    posenet_like = ModelConfig(backbone="mobilenet_v1", backbone_options={
+        "width_multiplier": 0.25, "strides": [2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1]})
+    with pytest.raises(ValueError, match=r"one of \(8, 16\) for 'mobilenet_v1'"):
+        replace(posenet_like, output_stride=32)
+    with pytest.raises(ValueError, match="output stride must be one of"):
+        build_model(posenet_like).set_output_stride(32)
+
+
+def test_mobilenet_v1_options_round_trip_and_are_checked():
+    options = {"channels": [8, 16, 16, 24], "strides": [2, 2, 2, 2], "batch_norm": False}
+    config = ModelConfig(backbone="mobilenet_v1", backbone_options=options, output_stride=16,
+                         input_mean=(0.5, 0.5, 0.5), input_std=(0.5, 0.5, 0.5), body_head_channels=16)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["backbone_options"] == options and ModelConfig.from_dict(data) == config
+    assert hash(ModelConfig.from_dict(data)) == hash(config)
+    net = build_model(config)
+    assert net.backbone.out_channels == 24 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert net.backbone.stem.conv.bias is not None and net.heads.body.hidden[0].out_channels == 16
+    assert isinstance(net.heads.heatmap.hidden, torch.nn.Identity)
+    # Defaults are dropped, so the same network has one config.
+    assert ModelConfig(backbone="mobilenet_v1", backbone_options={"width_multiplier": 1, "batch_norm": True}) == \
+        ModelConfig(backbone="mobilenet_v1")
+    bad = [
+        ({"backbone_options": {"depth": 3}}, "has no option 'depth'"),
+        ({"backbone_options": {"width_multiplier": 0}}, "width_multiplier"),
+        ({"backbone_options": {"width_multiplier": 0.5, "channels": [8] * 14}}, "not both"),
+        ({"backbone_options": {"channels": [8, 16]}}, "need their strides"),
+        ({"backbone_options": {"strides": [2, 3] + [1] * 12}}, "1 or 2"),
+        ({"backbone_options": {"batch_norm": False}, "frozen_bn": True}, "no batch norm to freeze"),
+        ({"intermediate_supervision": True}, "no intermediate features"),
+    ]
+    for fields, message in bad:
+        with pytest.raises(ValueError, match=message):
+            ModelConfig(backbone="mobilenet_v1", **fields)
+    with pytest.raises(ValueError, match="'resnet18' has no option 'width_multiplier'"):
+        build_model(ModelConfig(backbone="mobilenet_v1", backbone_options={"width_multiplier": 0.5}),
+                    backbone="resnet18")
+    with pytest.raises(ValueError, match="torchvision has no MobileNetV1"):
+        build_model(backbone="mobilenet_v1").load_backbone_weights("imagenet.pth")
+
+
+def test_mobilenet_v1_frozen_batch_norm():
+    net = build_model(backbone="mobilenet_v1", backbone_options={"width_multiplier": 0.25}, frozen_bn=True)
+    norms = [m for m in net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 27 and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
 
 
 def test_intermediate_supervision_in_training_only():

@@ -41,8 +41,10 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from message_samples import assert_same_message  # noqa: E402
+from strongpose_ros import checkpoint  # noqa: E402
 from strongpose_ros.decode import DecoderConfig  # noqa: E402
 from strongpose_ros.estimator import Estimator  # noqa: E402
+from strongpose_ros.model import build_model  # noqa: E402
 from strongpose_ros.msg import BodyHeatmap, PersonArray, PoseSchema  # noqa: E402
 from strongpose_ros.ros.image_conversion import numpy_to_compressed, numpy_to_image  # noqa: E402
 from strongpose_ros.ros.messages import person_array_msg, pose_schema_msg  # noqa: E402
@@ -102,6 +104,28 @@ def test_persons_carry_the_input_stamp_frame_and_the_estimator_result(harness_fa
     # Tracking is on: the same people in the same image keep their ids.
     assert [p.id for p in first.persons] == [p.id for p in second.persons] == [1, 2, 3]
     assert_same_message(_expected(model_path, image, first.header, [1, 2, 3]), first)
+
+
+def test_a_mobilenet_checkpoint_runs_unchanged(ros_context, tmp_path):
+    # PoseNet's form (folded biases, [-1, 1] input): the node needs nothing but the checkpoint.
+    torch.manual_seed(0)
+    model = build_model(backbone="mobilenet_v1", input_size=(129, 129), input_mean=(0.5, 0.5, 0.5),
+                        input_std=(0.5, 0.5, 0.5), backbone_options={
+                            "channels": [8, 16, 16, 24, 24], "strides": [2, 2, 2, 2, 1], "batch_norm": False})
+    path = checkpoint.save(tmp_path / "mobilenet.safetensors", model)
+    h = Harness(ros_context, path, **FIND_PEOPLE)
+    try:
+        h.subscribe("persons", PersonArray, "/pose_node/persons")
+        pub = h.publisher(Image, "/image")
+        h.connect(pub, "persons")
+        image = frame(3)
+        pub.publish(numpy_to_image(image, "bgr8", header(7)))
+        assert h.spin_until(lambda: h.received["persons"]), "no PersonArray from a mobilenet_v1 checkpoint"
+        out = h.received["persons"][0]
+        assert len(out.persons) == 3
+        assert_same_message(_expected(path, image, out.header, [1, 2, 3]), out)
+    finally:
+        h.close()
 
 
 def test_compressed_input(harness_factory, model_path):

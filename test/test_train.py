@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from strongpose_ros import checkpoint
-from strongpose_ros.data.coco import DataPaths, DatasetError, resolve_data
+from strongpose_ros.data.coco import DataPaths, DatasetError, collate_samples, resolve_data
 from strongpose_ros.data.synth import SynthConfig, generate_dataset
+from strongpose_ros.model import build_model, compute_losses
 from strongpose_ros.train import state as state_module
 from strongpose_ros.train.ema import ModelEMA
 from strongpose_ros.train.evaluate import evaluate_checkpoint, evaluate_estimator
@@ -252,6 +253,72 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path: Pat
     monkeypatch.setattr(state_module, "save_file", real)
     resumed = Trainer(recipe, synthetic, tmp_path / "run", resume=True, progress=False)
     assert resumed.start_step == 2 and resumed.run().step == 4
+
+
+def _losses_of(run_dir: Path, term: str) -> list[float]:  # one loss term per training step
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r[term] for r in records if r["kind"] == "train"]
+
+
+# A PoseNet-like trunk, small: folded batch norm (biases), layer strides reaching 16, run at 8.
+MOBILENET = ["model.backbone=mobilenet_v1", "model.input_mean=[0.5,0.5,0.5]", "model.input_std=[0.5,0.5,0.5]",
+             "model.backbone_options={channels: [8, 16, 16, 24], strides: [2, 2, 2, 2], batch_norm: false}"]
+
+
+def test_body_head_alone_trains_on_the_frozen_features_of_an_imported_mobilenet(tmp_path: Path,
+                                                                               synthetic: DataPaths) -> None:
+    recipe = tiny_recipe(*MOBILENET, "train.steps=12", "train.batch_size=4", "optim.lr=0.02", "eval.every=0",
+                         "checkpoint.every=12", "train.ema_decay=0")
+    torch.manual_seed(5)
+    start = checkpoint.save(tmp_path / "imported.safetensors", build_model(recipe.model))  # 1x1 heads, as imported
+    # A body head with a hidden layer of its own, initialised afresh; everything else from the checkpoint, frozen.
+    recipe = recipe.with_overrides([f"init.checkpoint={start}", "init.skip=[heads.body]", "train.trainable=heads.body",
+                                    "model.body_head_channels=8"])
+    assert recipe.train.trainable == recipe.init.skip == ("heads.body",)
+    trainer = Trainer(recipe, synthetic, tmp_path / "run", progress=False)
+    body = {"heads.body.hidden.0.weight", "heads.body.hidden.0.bias", "heads.body.predict.weight",
+            "heads.body.predict.bias"}
+    assert {n for n, p in trainer.model.named_parameters() if p.requires_grad} == body
+    trainer.run()
+    initial, after = checkpoint.load(start), checkpoint.load(tmp_path / "run" / "model.safetensors")
+    assert after.config.body_head_channels == 8 and set(after.model.state_dict()) - set(initial.model.state_dict()) \
+        == {"heads.body.hidden.0.weight", "heads.body.hidden.0.bias"}
+    for name, value in initial.model.state_dict().items():
+        if not name.startswith("heads.body."):
+            assert torch.equal(after.model.state_dict()[name], value), name
+    assert len(_losses_of(tmp_path / "run", "bhm")) == 12
+    # On all 8 training images, the body heat-map loss fell; the frozen outputs did not move.
+    batch = collate_samples([trainer.dataset[i] for i in range(len(trainer.dataset))])
+    with torch.no_grad():
+        first, last = (compute_losses(c.model.train()(batch.images), batch.targets, recipe.loss)
+                       for c in (initial, after))
+    assert last["bhm"] < 0.8 * first["bhm"], (first["bhm"], last["bhm"])  # 0.55 -> 0.40 measured
+    assert all(torch.equal(last[t], first[t]) for t in ("skhm", "short", "mid"))
+    assert after.config.backbone == "mobilenet_v1" and after.config.backbone_options["batch_norm"] is False
+
+
+def test_mobilenet_training_errors_are_clear(tmp_path: Path, synthetic: DataPaths) -> None:
+    recipe = tiny_recipe(*MOBILENET, "train.steps=1")
+    with pytest.raises(TrainerError, match=r"'heads\.bodee' names no parameter"):
+        Trainer(recipe.with_overrides(["train.trainable=[heads.bodee]"]), synthetic, tmp_path / "a", progress=False)
+    start = checkpoint.save(tmp_path / "start.safetensors", build_model(recipe.model))
+    grown = recipe.with_overrides([f"init.checkpoint={start}", "model.body_head_channels=8"])
+    with pytest.raises(TrainerError, match="does not fit the recipe's model"):
+        Trainer(grown, synthetic, tmp_path / "a", progress=False)
+    with pytest.raises(TrainerError, match=r"init\.skip: 'heads\.bodee' names no parameter"):
+        Trainer(grown.with_overrides(["init.skip=[heads.bodee]"]), synthetic, tmp_path / "a", progress=False)
+    weights = tmp_path / "r18.pth"
+    weights.write_bytes(b"")
+    with pytest.raises(TrainerError, match=r"init\.backbone_weights.*torchvision has no MobileNetV1"):
+        Trainer(recipe.with_overrides([f"init.backbone_weights={weights}"]), synthetic, tmp_path / "b",
+                progress=False)
+    with_bn = recipe.with_overrides(["model.backbone_options.batch_norm=true", "train.trainable=[heads]"])
+    assert with_bn.model.backbone_options == {"channels": [8, 16, 16, 24], "strides": [2, 2, 2, 2]}
+    with pytest.raises(TrainerError, match=r"freezes the batch norm 'backbone\.stem\.norm'.*frozen_bn: true"):
+        Trainer(with_bn, synthetic, tmp_path / "c", progress=False)
+    with pytest.warns(UserWarning, match="frozen_bn without init.backbone_weights"):
+        frozen = Trainer(with_bn.with_overrides(["model.frozen_bn=true"]), synthetic, tmp_path / "d", progress=False)
+    assert frozen.run().step == 1
 
 
 # --- clear errors before any work ------------------------------------------------------------------------------------

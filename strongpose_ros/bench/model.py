@@ -1,5 +1,8 @@
 """Network cost per backbone: forward time, parameters, GMACs; and the cost of encoding training targets.
 
+Every registered backbone can be measured (`--backbones`), each with its default options (mobilenet_v1: width
+1.0, batch norm).
+
 Forward passes run at batch 1 under `torch.inference_mode` on random input of the given size, at each
 output stride, on the CPU (float32) and, when CUDA is available, on the GPU (float32 and float16). MACs
 are counted by forward hooks on every convolution and linear layer (one multiply-add = 2 FLOPs); the
@@ -19,13 +22,13 @@ import torch
 from torch import nn
 
 from strongpose_ros.model import build_model, encode_targets
-from strongpose_ros.model.backbone import RESNETS
+from strongpose_ros.model.backbones import BACKBONES
 
-DEFAULT_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+DEFAULT_BACKBONES = ("mobilenet_v1", "resnet18", "resnet34", "resnet50", "resnet101")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), choices=sorted(RESNETS),
+    parser.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), choices=sorted(BACKBONES),
                         help="backbones to measure (default: %(default)s)")
     parser.add_argument("--strides", nargs="+", type=int, default=[16, 8], choices=[8, 16, 32],
                         help="output strides (default: %(default)s)")
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     figures: dict[str, float] = {"input_size_px": size, "cpu_threads": torch.get_num_threads()}
     print(f"StrongPose network at {size}x{size}, batch 1, {torch.get_num_threads()} CPU threads, "
           f"median of {args.repeats} passes")
-    print(f"{'backbone':<10} {'stride':>6} {'grid':>7} {'params M':>9} {'GMACs':>8} {'GFLOPs':>8}  "
+    column = max(10, *(len(name) for name in args.backbones))
+    print(f"{'backbone':<{column}} {'stride':>6} {'grid':>7} {'params M':>9} {'GMACs':>8} {'GFLOPs':>8}  "
           "forward ms: median (min)")
     for name in args.backbones:
         model = build_model(backbone=name).eval()
@@ -152,7 +156,7 @@ def run(args: argparse.Namespace) -> dict:
                 figures[f"forward_ms_min_{key}_{label}"] = best
                 timings.append(f"{label} {ms:8.1f} ({best:.1f})")
             model.to(device="cpu", dtype=torch.float32)
-            print(f"{name:<10} {stride:>6} {grid:>3}x{grid:<3} {params / 1e6:>9.2f} {macs / 1e9:>8.2f} "
+            print(f"{name:<{column}} {stride:>6} {grid:>3}x{grid:<3} {params / 1e6:>9.2f} {macs / 1e9:>8.2f} "
                   f"{2 * macs / 1e9:>8.2f}  " + "  ".join(timings))
 
     annotations = synthetic_annotations(args.people, size)

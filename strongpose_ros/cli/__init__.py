@@ -11,8 +11,10 @@ import argparse
 import sys
 from importlib import import_module
 
-# Verbs in the order `--help` lists them; a module per verb in this package.
-VERBS: tuple[str, ...] = ("demo", "synth", "train", "eval", "bench", "bag", "export")
+# Verbs in the order `--help` lists them; a module per verb in this package (named as the verb, unless listed in
+# VERB_MODULES: `import` is a Python keyword).
+VERBS: tuple[str, ...] = ("demo", "synth", "train", "eval", "bench", "bag", "export", "import")
+VERB_MODULES: dict[str, str] = {"import": "import_weights"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     subparsers.required = True
     for verb in VERBS:
-        import_module(f"strongpose_ros.cli.{verb}").register(subparsers)
+        import_module(f"strongpose_ros.cli.{VERB_MODULES.get(verb, verb)}").register(subparsers)
     return parser
 
 

@@ -19,13 +19,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from strongpose_ros.cli.common import POSITIVE_INT
+
 _DESCRIPTION = """\
 Evaluate with pycocotools' COCOeval (keypoints, 20 detections per image) and print AP, AP50, AP75, AP_M,
 AP_L, AR, AR50, AR75, AR_M, AR_L; --json writes the ten numbers under the names AP, AP50, AP75, APM, APL,
 AR, AR50, AR75, ARM, ARL.
 
 --checkpoint FILE --images DIR: the network in FILE over every image of the annotation file (at the
-checkpoint's own evaluation stride unless --stride is given; --flip adds flip test-time augmentation).
+checkpoint's own evaluation stride unless --stride is given, at its own input size unless --input-size is
+given; --flip adds flip test-time augmentation).
 
 --oracle: perfect network outputs encoded from --annotations at --stride, decoded and evaluated: what
 decoding loses, with the network taken out. --noise LEVEL degrades them first (Gaussian noise on the
@@ -48,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", type=Path, metavar="DIR", help="checkpoint: the image folder")
     parser.add_argument("--stride", type=int, default=None,
                         help="output stride (oracle: default 8; checkpoint: default the checkpoint's)")
+    parser.add_argument("--input-size", nargs="+", type=POSITIVE_INT, default=None, metavar="SIZE",
+                        help="checkpoint: the network input, one side (square) or HEIGHT WIDTH, stride*n+1 "
+                             "(default: the checkpoint's input size)")
     parser.add_argument("--device", default="auto", help="checkpoint: auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--flip", action="store_true", help="checkpoint: flip test-time augmentation")
     parser.add_argument("--max-images", type=int, default=0, metavar="N", help="checkpoint: first N images (0: all)")
@@ -107,14 +113,20 @@ def _run_checkpoint(args: argparse.Namespace, config) -> tuple[dict[str, float],
         raise ValueError("--checkpoint needs --images DIR, the folder of the annotation file's images")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    input_size = args.input_size
+    if input_size is not None:
+        if len(input_size) > 2:
+            raise ValueError(f"--input-size takes one side or HEIGHT WIDTH, got {len(input_size)} numbers")
+        input_size = (input_size[0], input_size[-1])
     try:
         figures = evaluate_checkpoint(args.checkpoint, args.annotations, args.images, flip=args.flip,
                                       device=args.device, output_stride=args.stride, results_path=args.results,
-                                      decoder=config, max_images=args.max_images)
+                                      decoder=config, max_images=args.max_images, input_size=input_size)
     except (CheckpointError, EvaluationError) as exc:
         raise ValueError(str(exc)) from exc
     first = f" (first {args.max_images} images)" if args.max_images else ""
-    title = f"Evaluation of {args.checkpoint} on {args.annotations}{first}{', flip' if args.flip else ''}"
+    size = f", input {input_size[0]}x{input_size[1]}" if input_size else ""
+    title = f"Evaluation of {args.checkpoint} on {args.annotations}{first}{size}{', flip' if args.flip else ''}"
     return figures, title
 
 

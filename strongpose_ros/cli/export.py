@@ -12,7 +12,7 @@ _DESCRIPTION = """\
 Export a checkpoint's network (normalised RGB images in; heatmaps, short_offsets, mid_offsets,
 body_heatmap out) to ONNX or TorchScript, then run the exported file and PyTorch on the same sample input
 and print the largest absolute difference of each output. Exits non-zero when a difference is above
---tolerance.
+--tolerance (default 1e-3) times the output's largest magnitude (at least 1).
 
 --format safetensors-fp16 writes the same StrongPose checkpoint with float16 weights (half the file; the
 demo weights ship this way; it loads anywhere a checkpoint does, at any input size), checked the same way,
@@ -40,9 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fixed input height and width (default: the checkpoint's training input size)")
     parser.add_argument("--batch", type=POSITIVE_INT, default=1, metavar="N", help="fixed batch size (default 1)")
     parser.add_argument("--tolerance", type=float, default=None, metavar="T",
-                        help="largest absolute difference allowed per output (default 1e-3); for "
-                             "safetensors-fp16 a fraction of each output's largest magnitude, at least 1 "
-                             "(default 5e-3)")
+                        help="largest difference allowed per output, as a fraction of its largest magnitude "
+                             "(at least 1): default 1e-3, and 5e-3 for safetensors-fp16")
     parser.add_argument("--json", metavar="FILE", help="also write the differences to FILE")
     parser.set_defaults(func=run)
 

@@ -60,6 +60,7 @@ class PoseHeads(nn.Module):
 
     `offset_scale` (pixels per raw output unit) is R; `prior` is the initial probability of the heat maps
     (the bias starts at its logit so that the first steps are not spent learning that most pixels are 0).
+    `body_hidden` is the body head's own hidden width (None: `hidden`).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class PoseHeads(nn.Module):
         offset_scale: float = 16.0,
         refinement_steps: int = 2,
         prior: float = 0.01,
+        body_hidden: int | None = None,
     ):
         super().__init__()
         k, e2 = schema.num_keypoints, len(schema.directed_edges)
@@ -81,7 +83,7 @@ class PoseHeads(nn.Module):
         self.heatmap = PoseHead(in_channels, k, hidden)
         self.short = PoseHead(in_channels, 2 * k, hidden)
         self.mid = PoseHead(in_channels, 2 * e2, hidden)
-        self.body = PoseHead(in_channels, 1, hidden)
+        self.body = PoseHead(in_channels, 1, hidden if body_hidden is None else body_hidden)
         for head in (self.heatmap, self.short, self.mid, self.body):
             nn.init.normal_(head.predict.weight, std=0.01)
             nn.init.zeros_(head.predict.bias)

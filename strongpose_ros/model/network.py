@@ -1,9 +1,9 @@
-"""StrongPoseNet: a ResNet trunk with the StrongPose heads, and `build_model`.
+"""StrongPoseNet: a trunk (a registered backbone) with the StrongPose heads, and `build_model`.
 
     images (B, 3, H, W), normalised RGB
-      -> ResNet trunk at output stride s (atrous)       -> features (B, C, h, w), h = (H - 1)//s + 1
-      -> SKHM / short / mid / BHM heads, mid refinement -> PoseOutputs on the h x w grid
-      (training, optional) layer3 -> intermediate heads -> PoseOutputs.intermediate on the same grid
+      -> trunk (ResNet, MobileNetV1) at output stride s (atrous) -> features (B, C, h, w), h = (H - 1)//s + 1
+      -> SKHM / short / mid / BHM heads, mid refinement          -> PoseOutputs on the h x w grid
+      (training, optional, ResNets) layer3 -> intermediate heads -> PoseOutputs.intermediate on the same grid
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strongpose_ros.model.backbone import resnet
+from strongpose_ros.model.backbones import get_backbone
 from strongpose_ros.model.config import ModelConfig
 from strongpose_ros.model.heads import HeadOutputs, PoseHeads
 from strongpose_ros.model.outputs import PoseOutputs, output_size
@@ -36,7 +36,8 @@ class StrongPoseNet(nn.Module):
         super().__init__()
         self.config = config
         self.schema = config.keypoint_schema
-        self.backbone = resnet(config.backbone, config.output_stride, config.frozen_bn)
+        self.backbone = get_backbone(config.backbone).build(config.backbone_config, config.output_stride,
+                                                            config.frozen_bn)
         head_options = dict(
             schema=self.schema,
             hidden=config.head_channels,
@@ -44,9 +45,10 @@ class StrongPoseNet(nn.Module):
             refinement_steps=config.refinement_steps,
             prior=config.heatmap_prior,
         )
-        self.heads = PoseHeads(self.backbone.out_channels, **head_options)
+        self.heads = PoseHeads(self.backbone.out_channels, body_hidden=config.body_hidden_channels, **head_options)
         self.intermediate_heads = (
-            PoseHeads(self.backbone.layer3_channels, **head_options) if config.intermediate_supervision else None
+            PoseHeads(self.backbone.intermediate_channels, **head_options) if config.intermediate_supervision
+            else None
         )
 
     @property
@@ -58,9 +60,19 @@ class StrongPoseNet(nn.Module):
         self.backbone.set_output_stride(output_stride)
         self.config = replace(self.config, output_stride=output_stride)
 
+    def set_refinement_steps(self, steps: int) -> None:
+        """How many times the mid-range offsets are refined in the graph (0: the heads' raw offsets)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"refinement steps must be an integer >= 0, got {steps!r}")
+        for heads in (self.heads, self.intermediate_heads):
+            if heads is not None:
+                heads.refinement_steps = steps
+        self.config = replace(self.config, refinement_steps=steps)
+
     def load_backbone_weights(self, path: str | Path) -> None:
-        """Initialise the trunk from a torchvision ImageNet ResNet checkpoint file (.pth or .safetensors)."""
-        self.backbone.load_torchvision_weights(path)
+        """Initialise the trunk from its pretrained-weights file (ResNets: a torchvision ImageNet checkpoint,
+        .pth or .safetensors); a ValueError naming the file when it does not fit or the trunk reads none."""
+        self.backbone.load_pretrained(path)
 
     def forward(self, images: torch.Tensor) -> PoseOutputs:
         if images.dim() != 4 or images.shape[1] != 3:
@@ -70,12 +82,12 @@ class StrongPoseNet(nn.Module):
         grid = output_size(images.shape[-2], self.stride), output_size(images.shape[-1], self.stride)
         want_intermediate = self.intermediate_heads is not None and self.training
         if want_intermediate:
-            features, layer3 = self.backbone(images, return_layer3=True)
+            features, layer3 = self.backbone(images, return_intermediate=True)
         else:
             features = self.backbone(images)
         outputs = _to_pose_outputs(self.heads(_fit(features, grid), self.stride), self.stride)
         if want_intermediate:
-            stride3 = self.backbone.layer3_stride
+            stride3 = self.backbone.intermediate_stride
             grid3 = output_size(images.shape[-2], stride3), output_size(images.shape[-1], stride3)
             raw = self.intermediate_heads(_fit(layer3, grid3), stride3)
             # Layer3 is never coarser than the output; cell i of the output is cell i*step of layer3.

@@ -3,19 +3,20 @@
 A recipe has one section per concern; every key is checked, and an unknown one is an error that names
 it and lists the valid keys of its section (a typo never silently falls back to a default):
 
-    model:      ModelConfig fields (backbone, output_stride, schema, input_size, frozen_bn, ...)
-    init:       backbone_weights (a torchvision ImageNet ResNet file), checkpoint (a StrongPose checkpoint)
+    model:      ModelConfig fields (backbone, backbone_options, output_stride, schema, input_size, frozen_bn, ...)
+    init:       backbone_weights (a torchvision ImageNet ResNet file), checkpoint (a StrongPose checkpoint), skip
     data:       workers, require_keypoints, pin_memory
     augment:    AugmentConfig fields (scale, rotation_deg, translation, flip_probability, antialias_below)
     loss:       LossConfig fields (skhm_weight, short_weight, mid_weight, bhm_weight, ...)
     optim:      name (sgd | adamw), lr, momentum, nesterov, weight_decay, betas, decay_norm_and_bias
     schedule:   name (cosine | steps | constant), warmup_steps, warmup_start, final_lr, milestones, gamma
-    train:      seed, batch_size (per process), steps, amp, amp_dtype, grad_clip, ema_decay, log_every, ...
+    train:      seed, batch_size (per process), steps, amp, amp_dtype, grad_clip, ema_decay, trainable, ...
     eval:       every, output_stride, input_size, flip, max_images, batch_size, decoder (DecoderConfig fields)
     checkpoint: every, keep
 
 `--set section.key=value` overrides a key (the value is read as YAML: `--set optim.lr=2e-4`,
-`--set model.input_size=[257,257]`).
+`--set model.input_size=[257,257]`); `eval.decoder.KEY` and `model.backbone_options.KEY` set one entry of
+those mappings (`--set model.backbone_options.width_multiplier=0.5`).
 """
 
 from __future__ import annotations
@@ -51,10 +52,22 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class InitConfig:
-    """Where the weights start: an ImageNet trunk (torchvision ResNet file) and/or a StrongPose checkpoint."""
+    """Where the weights start: an ImageNet trunk (torchvision ResNet file) and/or a StrongPose checkpoint.
+
+    `skip`: parameter-name prefixes that keep their initialisation instead of taking `checkpoint`'s (a head
+    the checkpoint lacks or holds in another shape, e.g. `[heads.body]` with a `model.body_head_channels` of
+    its own on an imported PoseNet); everything else must match the checkpoint exactly.
+    """
 
     backbone_weights: str | None = None
     checkpoint: str | None = None
+    skip: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        skip = (self.skip,) if isinstance(self.skip, str) else self.skip
+        _check(isinstance(skip, (list, tuple)) and all(isinstance(p, str) and p for p in skip),
+               f"init.skip must be a list of parameter-name prefixes, got {self.skip!r}")
+        object.__setattr__(self, "skip", tuple(skip))
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,10 @@ class TrainConfig:
     - `ema_decay`: Polyak averaging of the weights [paper]; the EMA is the model that is evaluated and
       exported. Early on the effective decay is min(ema_decay, (1 + t) / (10 + t)), so the average does not
       drag the random initialisation along for thousands of steps;
-    - `max_nonfinite`: abort after this many consecutive steps with a NaN/inf loss (each is skipped).
+    - `max_nonfinite`: abort after this many consecutive steps with a NaN/inf loss (each is skipped);
+    - `trainable`: train only the parameters whose names start with one of these prefixes, the rest stays
+      frozen (e.g. `[heads.body]`: a body heat-map head on an imported network's frozen features); empty:
+      train everything.
     """
 
     seed: int = 0
@@ -164,8 +180,13 @@ class TrainConfig:
     log_every: int = 20
     max_nonfinite: int = 20
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    trainable: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        trainable = (self.trainable,) if isinstance(self.trainable, str) else self.trainable
+        _check(isinstance(trainable, (list, tuple)) and all(isinstance(p, str) and p for p in trainable),
+               f"train.trainable must be a list of parameter-name prefixes, got {self.trainable!r}")
+        object.__setattr__(self, "trainable", tuple(trainable))
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")
         _check(self.steps >= 1, "train.steps must be >= 1")
         _check(self.amp_dtype in ("float16", "bfloat16"), "train.amp_dtype must be 'float16' or 'bfloat16'")
@@ -295,8 +316,9 @@ class Recipe:
             if section not in data or not name:
                 raise RecipeError(f"{source} {item!r}: keys look like section.key; valid sections: "
                                   f"{sorted(k for k in data if k != 'description')}")
-            if "." in name and section == "eval" and name.startswith("decoder."):
-                data["eval"]["decoder"] = dict(data["eval"]["decoder"]) | {name.split(".", 1)[1]: value}
+            mapping, dot, entry = name.partition(".")
+            if dot and (section, mapping) in (("eval", "decoder"), ("model", "backbone_options")):
+                data[section][mapping] = dict(data[section].get(mapping) or {}) | {entry: value}
                 continue
             data[section][name] = value
         return Recipe.from_dict(data, source)

@@ -44,6 +44,7 @@ from strongpose_ros.data.coco import (
     make_loader,
 )
 from strongpose_ros.model import ModelConfig, build_model, compute_losses
+from strongpose_ros.model.backbones import FrozenBatchNorm2d
 from strongpose_ros.train.ema import ModelEMA
 from strongpose_ros.train.logs import MetricsLog, TensorBoard
 from strongpose_ros.train.plots import write_plots
@@ -55,7 +56,7 @@ from strongpose_ros.train.state import (
     save_training_state,
 )
 
-__all__ = ["RESUMABLE_CHANGES", "TrainResult", "Trainer", "TrainerError", "build_optimizer"]
+__all__ = ["RESUMABLE_CHANGES", "TrainResult", "Trainer", "TrainerError", "build_optimizer", "freeze_all_but"]
 
 # Recipe keys that may differ between a run and its resumption (they do not change what was learnt so far).
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.max_nonfinite", "train.threads", "train.cpu_amp",
@@ -153,6 +154,36 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
     return optimizer
 
 
+def _under(name: str, prefix: str) -> bool:
+    """Whether parameter `name` is `prefix` or lies under it ('heads.body' covers 'heads.body.predict.bias')."""
+    return name == prefix or name.startswith(prefix.rstrip(".") + ".")
+
+
+def freeze_all_but(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:
+    """Freeze every parameter whose name starts with none of `prefixes` (`train.trainable`); the trainable names.
+
+    A prefix that matches no parameter is an error (a typo would otherwise train nothing), and so is a batch
+    norm whose parameters are frozen but whose statistics would still follow the batches in training mode
+    (freeze them with `model.frozen_bn`)."""
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(_under(n, p) for n in names)]
+    if unmatched:
+        tops = sorted({".".join(n.split(".")[:2]) for n in names})
+        raise TrainerError(f"train.trainable: {unmatched[0]!r} names no parameter; e.g. {tops}")
+    trainable = []
+    for name, param in model.named_parameters():
+        keep = any(_under(name, p) for p in prefixes)
+        param.requires_grad_(keep)
+        if keep:
+            trainable.append(name)
+    for name, module in model.named_modules():
+        if (isinstance(module, torch.nn.BatchNorm2d) and not isinstance(module, FrozenBatchNorm2d)
+                and not any(p.requires_grad for p in module.parameters())):
+            raise TrainerError(f"train.trainable freezes the batch norm {name!r}, whose statistics would still "
+                               "change in training; set model.frozen_bn: true")
+    return trainable
+
+
 # --- the trainer ------------------------------------------------------------------------------------------------
 
 
@@ -232,14 +263,30 @@ class Trainer:
         torch.manual_seed(recipe.train.seed)  # the same initial weights on every rank and every rerun
         model = build_model(self.model_config)
         if recipe.init.backbone_weights and self.loaded is None:
-            model.load_backbone_weights(recipe.init.backbone_weights)
+            try:
+                model.load_backbone_weights(recipe.init.backbone_weights)
+            except ValueError as exc:
+                raise TrainerError(f"init.backbone_weights: {exc}") from None
         if recipe.init.checkpoint and self.loaded is None:
             loaded = model_checkpoint.load(recipe.init.checkpoint)
+            state = loaded.model.state_dict()
+            skip = recipe.init.skip
+            if skip:
+                for prefix in skip:
+                    if not any(_under(name, prefix) for name in model.state_dict()):
+                        raise TrainerError(f"init.skip: {prefix!r} names no parameter of the recipe's model")
+                state = {name: value for name, value in state.items() if not any(_under(name, p) for p in skip)}
             try:
-                model.load_state_dict(loaded.model.state_dict(), strict=True)
+                missing, unexpected = model.load_state_dict(state, strict=not skip)
             except RuntimeError as exc:
                 raise TrainerError(f"init.checkpoint {recipe.init.checkpoint}: does not fit the recipe's model "
                                    f"({exc})") from None
+            missing = [name for name in missing if not any(_under(name, p) for p in skip)]
+            if missing or unexpected:
+                raise TrainerError(f"init.checkpoint {recipe.init.checkpoint}: does not fit the recipe's model "
+                                   f"(missing {missing[:8]}, unexpected {unexpected[:8]})")
+        if recipe.train.trainable:
+            freeze_all_but(model, recipe.train.trainable)
         self.model = model.to(self.device)
         self.ema = ModelEMA(self.model, recipe.train.ema_decay)
         self.optimizer = build_optimizer(self.model, recipe)

@@ -15,36 +15,24 @@ i sits on input pixel i*s: exactly the grid convention of `outputs.py`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from strongpose_ros.model.backbones.common import FrozenBatchNorm2d, read_state_dict
+from strongpose_ros.model.backbones.registry import OUTPUT_STRIDES, BackboneSpec, register_backbone
 
 __all__ = [
     "RESNETS",
     "BasicBlock",
     "Bottleneck",
-    "FrozenBatchNorm2d",
     "ResNet",
+    "ResNetOptions",
     "ResNetSpec",
-    "read_state_dict",
     "resnet",
 ]
-
-
-class FrozenBatchNorm2d(nn.BatchNorm2d):
-    """Batch norm whose statistics never change: it always normalises with its running mean and variance.
-
-    The affine scale and shift stay trainable. Being a `BatchNorm2d`, it keeps the same state-dict entries,
-    so a checkpoint moves freely between frozen and unfrozen models. StrongPose freezes the statistics of
-    its ImageNet-initialised trunk because its batches (a few 401x401 crops) are too small to estimate them.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -147,15 +135,16 @@ RESNETS: dict[str, ResNetSpec] = {
     "resnet152": ResNetSpec(Bottleneck, (3, 8, 36, 3)),
 }
 
-# Output strides reachable by dilating the last stages (32: none, 16: layer4, 8: layer3 and layer4).
-OUTPUT_STRIDES = (8, 16, 32)
+# Output strides reachable by dilating the last stages (32: none, 16: layer4, 8: layer3 and layer4): all of
+# OUTPUT_STRIDES.
 # Stride of the stem (conv1 + maxpool) and of each stage's first block without dilation.
 _STEM_STRIDE = 4
 _STAGE_STRIDES = (1, 2, 2, 2)
 
 
 class ResNet(nn.Module):
-    """ResNet trunk without the classifier. `forward` returns layer4's features (and layer3's, if asked).
+    """ResNet trunk without the classifier. `forward` returns layer4's features (and layer3's, if asked: the
+    intermediate features of intermediate supervision).
 
     Parameter names match torchvision's `resnet*` models minus `fc.*`. `norm` chooses `nn.BatchNorm2d` or
     `FrozenBatchNorm2d`.
@@ -175,7 +164,7 @@ class ResNet(nn.Module):
             stage += [spec.block(channels, width, 1, norm) for _ in range(blocks - 1)]
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
         self.out_channels = channels
-        self.layer3_channels = channels // 2
+        self.intermediate_channels = channels // 2  # layer3's
         self._initialise()
         self.output_stride = 32
         self.set_output_stride(output_stride)
@@ -198,7 +187,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(block.last_norm.weight)
 
     @property
-    def layer3_stride(self) -> int:
+    def intermediate_stride(self) -> int:
         """Output stride of layer3's features (16 at output stride 16 or 32, 8 at output stride 8)."""
         return min(self.output_stride, 16)
 
@@ -228,12 +217,17 @@ class ResNet(nn.Module):
                         block.downsample[0].stride = (stride, stride)
         self.output_stride = output_stride
 
-    def forward(self, x: torch.Tensor, return_layer3: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor,
+                return_intermediate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer2(self.layer1(x))
         c3 = self.layer3(x)
         c4 = self.layer4(c3)
-        return (c4, c3) if return_layer3 else c4
+        return (c4, c3) if return_intermediate else c4
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """The registry's name for `load_torchvision_weights`."""
+        self.load_torchvision_weights(path)
 
     def load_torchvision_weights(self, path: str | Path) -> None:
         """Load a torchvision ImageNet ResNet checkpoint (.pth/.pt or .safetensors) by file path.
@@ -265,31 +259,25 @@ class ResNet(nn.Module):
                 value.copy_(state[name].to(value.dtype))
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file without unpickling arbitrary objects (.safetensors, or .pth/.pt loaded with
-    `torch.load(weights_only=True)`). A {"state_dict": ...} or {"model": ...} wrapper is unwrapped."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the readers raise many types; say which file and why, in one error type
-        raise ValueError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, Mapping) and set(state) == {wrapper}:
-            state = state[wrapper]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: does not hold a flat dictionary of tensors")
-    return dict(state)
-
-
 def resnet(name: str, output_stride: int = 32, frozen_bn: bool = False) -> ResNet:
     """A ResNet trunk by name ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152')."""
     if name not in RESNETS:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(RESNETS)}")
     return ResNet(RESNETS[name], output_stride, FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
+
+
+@dataclass(frozen=True)
+class ResNetOptions:
+    """A ResNet takes no backbone options: its name says it all."""
+
+
+for _name, _spec in RESNETS.items():
+    register_backbone(BackboneSpec(
+        name=_name,
+        summary=f"ResNet-{_name[6:]} ({_spec.block.__name__}s {_spec.layers}), torchvision layout and names",
+        options=ResNetOptions,
+        build=lambda options, output_stride, frozen_bn, name=_name: resnet(name, output_stride, frozen_bn),
+        output_strides=lambda options: OUTPUT_STRIDES,
+        has_batch_norm=lambda options: True,
+        intermediate=True,
+    ))

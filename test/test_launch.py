@@ -142,7 +142,7 @@ def test_executables_and_named_files_exist_and_are_installed():
 
 def test_source_choices_match_the_source_node():
     pytest.importorskip("rclpy", reason="run under . ./env.sh")
-    from strongpose_ros.ros.source_node import SOURCES
+    from strongpose_ros.ros.frame_sources import SOURCES
 
     for call in _calls(_tree(), "DeclareLaunchArgument"):
         if call.args[0].value == "source":

@@ -144,15 +144,17 @@ def test_parameter_defaults_are_valid_and_bad_values_are_refused_with_the_name()
     # The decoder's defaults, except that the node drops faint leftovers that COCO evaluation keeps.
     assert settings.decoder == DecoderConfig(nonfinite="raise", **NODE_DECODER_DEFAULTS)
     assert settings.decoder.min_instance_score > DecoderConfig().min_instance_score
-    assert settings.input.topic == "image" and settings.input.mode == "newest" and settings.tracking_enabled
+    assert settings.input.mode == "newest" and settings.tracking_enabled
+    # Adaptive input QoS and a history deep enough for a busy executor (issue 15).
+    assert settings.input.reliability == "auto" and settings.input.depth == 10
     assert settings.markers.keypoint_threshold == settings.decoder.keypoint_threshold
     assert settings_from_values({"decoder.nms_radius": 12}).decoder.nms_radius == 12.0  # YAML ints for floats
-    assert settings_from_values({"input.transport": "compressed"}).input.topic == "image/compressed"
     refusals = {
         "decoder.peak_threshold": -0.5, "decoder.max_people": 0, "decoder.peak_window": 4,
         "tracking.min_similarity": 2.0, "input.mode": "sometimes", "input.depth": 0, "device": "tpu",
         "output_stride": 12, "input_size": 5, "markers.distance": float("nan"), "half": "yes",
-        "diagnostics.period": 0.0,
+        "diagnostics.period": 0.0, "input.reliability": "sometimes",
+        "decoder.min_instance_score": 1.5,  # scores lie in 0..1: nobody would be left
     }  # fmt: skip
     for name, value in refusals.items():
         with pytest.raises(ParameterError, match=name.replace(".", r"\.")):

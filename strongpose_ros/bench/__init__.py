@@ -9,4 +9,5 @@ BENCHMARKS: dict[str, str] = {
     "model": "network cost per backbone: forward time, parameters, GMACs, target encoding",
     "decoder": "decoder speed against the pure-Python baseline on the same maps, 1 to 40 people",
     "node": "pose_node end to end over DDS: latency, throughput and the node's own overhead",
+    "input": "camera input from another process: frames published, received, lost, dropped, processed; latency",
 }

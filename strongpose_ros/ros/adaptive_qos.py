@@ -72,8 +72,17 @@ def describe_qos(profile: QoSProfile) -> str:
 
 
 def _endpoint_name(info: Any) -> str:
+    if not info.node_name or info.node_name.startswith("_NODE_NAME_UNKNOWN"):  # discovered, name not yet known
+        return "a publisher"
     namespace = info.node_namespace.rstrip("/")
-    return f"{namespace}/{info.node_name}" if info.node_name else "(unknown node)"
+    return f"{namespace}/{info.node_name}"
+
+
+def _offer(info: Any) -> str:
+    """What a discovered publisher offers that matters for matching (DDS does not announce its history)."""
+    profile = info.qos_profile
+    durability = str(getattr(profile.durability, "name", profile.durability)).lower()
+    return f"{_policy_name(profile.reliability)}, {durability}"
 
 
 class _Reader:
@@ -255,7 +264,7 @@ class AdaptiveSubscription:
         if not reader.counting:
             return
         policy = qos_policy_name_from_kind(event.last_policy_kind)
-        offers = "; ".join(f"{_endpoint_name(i)} offers {describe_qos(i.qos_profile)}" for i in self._publishers())
+        offers = "; ".join(f"{_endpoint_name(i)} offers {_offer(i)}" for i in self._publishers())
         requested = QoSProfile(depth=self.depth, history=HistoryPolicy.KEEP_LAST,
                                reliability=_POLICIES[reader.reliability])
         advice = (f"switching at the next check ({self.setting}: auto)" if self.mode == "auto" else

@@ -13,9 +13,8 @@ a launch file without a lifecycle manager just works; a failure leaves `startup_
 exits with status 1.
 
 Input: `CameraInput` subscribes `image` (or image_transport's `<image>/compressed`) with adaptive QoS
-(`input.reliability: auto` follows the publishers) in a callback group of its own, counts frames lost
-before its callback, keeps the newest CameraInfo, and hands frames to a `FrameBuffer`. `main` spins the
-node on a MultiThreadedExecutor, so the intake runs beside the node's other callbacks.
+(`input.reliability: auto` follows the publishers) on an executor thread of its own, counts frames lost
+before its callback, keeps the newest CameraInfo, and hands frames to a `FrameBuffer`.
 
 Processing: a worker thread takes frames from the buffer, converts, runs the estimator, tracks, and
 publishes. Track ids are never given out twice in a node's life (tracking switched off and on, or the
@@ -242,6 +241,11 @@ class PoseNode(LifecycleNode):
     def close(self) -> None:
         """Stop the worker and free the model without lifecycle transitions (process exit)."""
         self._release_all()
+        self.camera.close()
+
+    def destroy_node(self) -> None:
+        self.camera.close()
+        super().destroy_node()
 
     def _release_all(self) -> None:
         self._stop_input()

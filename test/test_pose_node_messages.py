@@ -13,6 +13,7 @@ from visualization_msgs.msg import Marker
 from strongpose_ros.decode import DecoderConfig, PersonPose
 from strongpose_ros.drawing import color_for_id
 from strongpose_ros.estimator import HeatmapTransform
+from strongpose_ros.ros.camera_info import PinholeIntrinsics
 from strongpose_ros.ros.diagnostics import FrameStats, RateLimitedLog, diagnostic_status
 from strongpose_ros.ros.messages import (
     MarkerConfig,
@@ -79,6 +80,14 @@ def test_markers_lie_in_the_image_plane_in_the_track_colour():
         MarkerConfig(pixel_size=0.0)
 
 
+def test_markers_follow_the_camera_intrinsics_when_given():
+    config = MarkerConfig(pixel_size=0.01, distance=2.0, keypoint_threshold=0.1)
+    camera = PinholeIntrinsics(fx=250.0, fy=200.0, cx=140.0, cy=110.0)
+    msg = marker_array_msg(HEADER, [_person(0.9)], COCO17, (200, 300), ids=[4], config=config, camera=camera)
+    nose = msg.markers[1].points[0]  # pixel (100, 50) on its viewing ray, 2 m along the optical axis
+    assert (nose.x, nose.y, nose.z) == pytest.approx(((100 - 140) / 250 * 2.0, (50 - 110) / 200 * 2.0, 2.0))
+
+
 def test_body_heatmap_carries_the_map_and_its_mapping():
     body = np.linspace(0, 1, 35, dtype=np.float32).reshape(5, 7)
     keypoints = np.random.default_rng(0).random((17, 5, 7), dtype=np.float32)
@@ -125,6 +134,18 @@ def test_frame_stats_and_diagnostic_levels():
     assert ok.level == DiagnosticStatus.OK
     error = diagnostic_status(snap, name="n", hardware_id="cpu", state="unconfigured", error="no model")
     assert error.level == DiagnosticStatus.ERROR and error.message == "no model"
+    assert not [key for key in values if key.startswith("bad_bad")]  # issue 15: 'bad_bad_compressed'
+    assert {"bad_data", "bad_compressed"} <= set(values)
+
+    # Frames lost before the callback are counted and make the status WARN until the next report.
+    stats.lost(3)
+    lost = stats.snapshot()
+    status = diagnostic_status(lost, name="n", hardware_id="cpu", state="active", previous=snap)
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.WARN and "3 frame(s) lost in transport" in status.message
+    assert values["frames_lost_in_transport"] == "3"
+    assert diagnostic_status(lost, name="n", hardware_id="cpu", state="active", previous=lost).level == \
+        DiagnosticStatus.OK
 
 
 def test_rate_limited_log_says_how_many_it_held_back():

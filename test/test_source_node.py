@@ -204,6 +204,29 @@ def test_bag_compressed_topic(ros_context, tmp_path):
     assert {m.header.frame_id for m in got.images} == {"x"}
 
 
+def test_the_first_frame_waits_for_a_subscriber(ros_context, folder):
+    """issue 15: a standalone source_node published before anyone was matched and lost its first frame."""
+    node = SourceNode(context=ros_context, parameter_overrides=[
+        Parameter("source", value="folder"), Parameter("path", value=str(folder)), Parameter("rate", value=200.0)])
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:  # started (autostart), nobody listening yet
+            executor.spin_once(timeout_sec=0.05)
+        assert node.frames_published == 0 and not node.done.is_set()
+        collector = Collector(ros_context)
+        executor.add_node(collector)
+        deadline = time.monotonic() + 20
+        while not (node.done.is_set() and len(collector.images) >= 3) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert [_index(to_bgr8(m)) for m in collector.images] == [0, 1, 2]
+    finally:
+        node.stop()
+        executor.shutdown()
+        node.destroy_node()
+
+
 def test_loop_replays_until_stopped(ros_context, folder):
     _, got = run_source(ros_context, {"source": "folder", "path": str(folder), "rate": 300.0, "loop": True},
                            until=lambda node, got: len(got.images) >= 8)

@@ -1,7 +1,8 @@
 """What every node's start shares: rclpy start-up with a readable error, and warnings for misspelt parameters.
 
 - `init_rclpy(args, prog)`: rclpy.init, turning rcl's error for a missing or malformed `--params-file`
-  (a traceback ending in "Couldn't parse params file ... at /project/src/...") into one line on stderr;
+  (a traceback ending in "Couldn't parse params file ... at /project/src/...") into one line on stderr
+  ("pose_node: cannot read the parameter file FILE: Error opening YAML file"), after rcl's own one;
 - `undeclared_parameters(node, known)`: the parameters given to a node (command line, parameter file,
   `parameter_overrides`) that it does not declare, each with the nearest known name. rclpy ignores them
   silently; a node logs these at start, so `input.reliabilty` does not quietly fall back to the default.
@@ -36,8 +37,9 @@ def init_rclpy(args: list[str] | None, prog: str) -> bool:
         rclpy.init(args=sys.argv if args is None else args)
     except Exception as exc:  # rclpy raises _rclpy.RCLError, which is not importable by a stable name
         message = _rcl_message(exc)
-        if "params file" in message:
-            message = f"cannot read the parameter file: {message}"
+        found = re.search(r"params file: '--params-file (.*?)'\. Error: (.*)", message)
+        if found:
+            message = f"cannot read the parameter file {found.group(1)}: {found.group(2)}"
         print(f"{prog}: {message}", file=sys.stderr, flush=True)
         return False
     return True

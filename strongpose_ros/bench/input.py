@@ -136,7 +136,9 @@ def _run_case(rig: _Rig, case: Case, seconds: float, env: dict[str, str]) -> dic
     frames = max(1, round(seconds * case.rate))
     command = [sys.executable, "-m", "strongpose_ros.bench.camera_publisher", "--width", str(width), "--height",
                str(height), "--rate", str(case.rate), "--frames", str(frames), "--reliability", case.reliability,
-               "--transport", case.transport, "--topic", "/image"]
+               "--transport", case.transport, "--topic", "/image",
+               # Long enough for a reliable reader that fell behind to catch up before the publisher leaves.
+               "--linger", "3"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds + 90)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     report = json.loads(lines[-1]) if lines else {"published": 0, "error": done.stderr[-500:]}

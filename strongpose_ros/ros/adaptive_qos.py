@@ -3,7 +3,7 @@
 Reliability (`RELIABILITIES`):
 - "auto": rosbag2's adaptive rule: reliable when every publisher of the topic offers reliable, best effort
   otherwise (a reliable reader would not match a best-effort publisher at all); reliable while there is no
-  publisher yet (what most camera drivers offer; a best-effort one that comes later is matched at the next
+  publisher (what most camera drivers offer; a best-effort one that comes later is matched at the next
   check). The choice is checked again every `check_period_s`, so it follows publishers that come and go;
   a change subscribes anew, keeping the old subscription until the new one is matched (duplicates are
   recognised by their sequence numbers and dropped), and is logged with the reason.
@@ -174,7 +174,7 @@ class AdaptiveSubscription:
 
     def _reason(self, infos: list, chosen: str | None) -> str:
         if chosen is None:
-            return f"{self.setting}: auto; no publisher yet, so reliable until one appears"
+            return f"{self.setting}: auto; no publisher, so reliable until one appears"
         names = ", ".join(f"{_endpoint_name(i)} ({_policy_name(i.qos_profile.reliability)})" for i in infos)
         rule = "every publisher offers reliable" if chosen == "reliable" else "not every publisher offers reliable"
         return f"{self.setting}: auto; {rule}: {names}"
@@ -220,8 +220,8 @@ class AdaptiveSubscription:
         changed = False
         if self.mode == "auto" and self._reader is not None:
             chosen = adapted_reliability([i.qos_profile.reliability for i in infos])
-            if chosen is not None and chosen != self._reader.reliability:
-                self._subscribe(chosen, self._reason(infos, chosen))
+            if (chosen or "reliable") != self._reader.reliability:
+                self._subscribe(chosen or "reliable", self._reason(infos, chosen))
                 changed = True
         if self._retiring:
             self._retire()

@@ -4,9 +4,9 @@ A `CameraInput` lives as long as its node (its counters span lifecycle transitio
 belong to a hidden helper node (`_<node>_input`, in the node's namespace and context, without the
 process's global arguments: topic names are resolved by the node itself, remappings included), spun by a
 SingleThreadedExecutor on a thread of its own, so frames are taken promptly whatever the node's executor
-is doing. Measured here with 1920x1080 frames at 30 Hz from a reliable publisher and a busy worker thread:
-a dedicated SingleThreadedExecutor took 176-180 of 180, a shared MultiThreadedExecutor 162-173 (README,
-"Camera input"). `start(settings)` at activation makes there:
+is doing. Measured here with 1920x1080 frames at 30 Hz from a reliable publisher and a busy Python or
+NumPy thread beside the subscriber: its own SingleThreadedExecutor took 180 and 176 of 180, a
+MultiThreadedExecutor 162 and 162 (README, "Camera input"). `start(settings)` at activation makes there:
 - the image subscription (`adaptive_qos.AdaptiveSubscription`): `image`, or image_transport's
   `<image>/compressed`, with `input.reliability` (auto by default) and a history of `input.depth` frames,
   so that a busy executor takes frames late instead of DDS overwriting them;

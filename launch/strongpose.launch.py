@@ -8,11 +8,17 @@
     ros2 launch strongpose_ros strongpose.launch.py source:=bag source_path:=my_bag bag_topic:=/cam/image_raw \\
         use_sim_time:=true rviz:=true
 
+The pose node subscribes `image_topic` (or image_transport's `<image_topic>/compressed`) with QoS that follows
+the publishers (reliable when they all are), and the camera's `camera_info` beside it. For large frames from
+best-effort (sensor-data) publishers, `fastdds_large_images:=true` starts the nodes with
+FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_images.xml; it helps in the *publisher's* process, so
+export the same variable for a camera driver started elsewhere (README, "Camera input").
+
 `ros2 launch strongpose_ros strongpose.launch.py --show-args` lists every argument. The pose node reads
 config/strongpose.yaml (params_file) first; the arguments below override it.
 """
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -53,14 +59,22 @@ def generate_launch_description() -> LaunchDescription:
                               description="video/folder/bag: start again at the end"),
         DeclareLaunchArgument("bag_topic", default_value="", description="source:=bag: the image topic in the bag"),
         DeclareLaunchArgument("frame_id", default_value="",
-                              description="source frame_id ('': camera, or the bag's own)"),
+                              description="source frame_id ('': camera_optical_frame, an optical frame as REP-103 "
+                                          "names it; a bag keeps its own)"),
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
                               description="start RViz with config/strongpose.rviz"),
+        DeclareLaunchArgument("fastdds_large_images", default_value="false", choices=["true", "false"],
+                              description="start the nodes with FASTDDS_DEFAULT_PROFILES_FILE="
+                                          "config/fastdds_large_images.xml (shared memory for large frames)"),
     ]
+    large_images = SetEnvironmentVariable(
+        "FASTDDS_DEFAULT_PROFILES_FILE", PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
+        condition=IfCondition(_is_true("fastdds_large_images")))
     namespace = LaunchConfiguration("namespace")
     image_topic = LaunchConfiguration("image_topic")
     use_sim_time = LaunchConfiguration("use_sim_time")
-    image_remaps = [("image", image_topic), ("image/compressed", [image_topic, "/compressed"])]
+    # `<image>/compressed` and `camera_info` follow `image` (image_transport's names): one remapping moves all.
+    image_remaps = [("image", image_topic)]
 
     pose_node = Node(
         package=PACKAGE, executable="pose_node", name="pose_node", namespace=namespace, output="screen",
@@ -101,4 +115,4 @@ def generate_launch_description() -> LaunchDescription:
         # The .rviz file names root-namespace topics; a relative target follows the namespace.
         remappings=[(f"/pose_node/{topic}", f"pose_node/{topic}") for topic in RVIZ_TOPICS],
     )
-    return LaunchDescription([*arguments, pose_node, source_node, rviz])
+    return LaunchDescription([*arguments, large_images, pose_node, source_node, rviz])

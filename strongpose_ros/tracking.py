@@ -128,18 +128,33 @@ class Tracker:
     >>> ids = tracker.update(people, stamp=1.25)   # one id per person, in the order given
     """
 
-    def __init__(self, schema: KeypointSchema = COCO17, config: TrackerConfig | None = None) -> None:
+    def __init__(self, schema: KeypointSchema = COCO17, config: TrackerConfig | None = None,
+                 first_id: int = 1) -> None:
+        if not 1 <= first_id <= MAX_TRACK_ID:
+            raise ValueError(f"Tracker: first_id must be in 1..{MAX_TRACK_ID}, got {first_id}")
         self.schema = schema
         self.config = config or TrackerConfig()
         self._sigmas = schema.sigmas_array.astype(np.float64)
         self.reset()
+        self._next_id = int(first_id)
 
     def reset(self) -> None:
-        """Forget every track; numbering starts again at 1."""
+        """Forget every track; numbering starts again at 1 (what a replay from the start wants)."""
         self.tracks: list[Track] = []
         self._next_id = 1
         self._frame = 0
         self._last_stamp: float | None = None
+
+    def forget(self) -> None:
+        """Forget every track; numbering goes on, so no id is given out twice (tracking switched off and on)."""
+        next_id = self._next_id
+        self.reset()
+        self._next_id = next_id
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new track gets (unless it is still live after a wrap-around)."""
+        return self._next_id
 
     def set_config(self, config: TrackerConfig) -> None:
         """New settings between frames (tracks are kept)."""

@@ -1,11 +1,17 @@
-"""Shared by the pose node tests: small checkpoints, frames, and a harness around a node and a probe node.
+"""Shared by the pose node tests: small checkpoints, frames, a harness around a node and a probe node, and a
+camera publisher in another process.
 
 The harness runs the pose node and a probe node (publishers of frames, subscribers of outputs) in one
-SingleThreadedExecutor spun by the test thread; the node's worker thread processes frames on its own.
+SingleThreadedExecutor spun by the test thread; the node's input thread takes frames and its worker thread
+processes them on their own.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +31,7 @@ from strongpose_ros.estimator import Estimator
 from strongpose_ros.model import ModelConfig
 from strongpose_ros.ros.pose_node import PoseNode
 
+REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 30.0
 INPUT_SIZE = 129
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -126,3 +133,35 @@ class Harness:
 def diagnostics_values(array_msg: Any) -> dict[str, str]:
     status = array_msg.status[0]
     return {kv.key: kv.value for kv in status.values}
+
+
+def node_env() -> dict[str, str]:
+    """The environment of a ROS process started by a test: this session's private domain (conftest.py's rule)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["ROS_DOMAIN_ID"] = os.environ.get("STRONGPOSE_TEST_DOMAIN_ID", str(20 + os.getpid() % 80))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return env
+
+
+def start_camera_publisher(**options: object) -> subprocess.Popen:
+    """`strongpose_ros.bench.camera_publisher` in its own process (options: width, height, rate, frames,
+    reliability, transport, topic, settle, ...); `finish_camera_publisher` waits for its report."""
+    command = [sys.executable, "-m", "strongpose_ros.bench.camera_publisher"]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=node_env())
+
+
+def finish_camera_publisher(process: subprocess.Popen, timeout: float = 90.0) -> dict:
+    """The publisher's JSON report (frames published, ...); fails the test with its output if it failed."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"the camera publisher did not finish in {timeout} s: {err[-2000:]}") from None
+    reports = [line for line in out.splitlines() if line.startswith("{")]
+    assert process.returncode == 0 and reports, f"camera publisher failed ({process.returncode}): {out}{err[-2000:]}"
+    return json.loads(reports[-1])

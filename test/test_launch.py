@@ -122,7 +122,8 @@ def test_executables_and_named_files_exist_and_are_installed():
         parts = call.args[0].elts
         assert isinstance(parts[0], ast.Name) and parts[0].id == "share"
         named.append(Path(*(p.value for p in parts[1:])))
-    assert {str(p) for p in named} == {"config/strongpose.yaml", "config/strongpose.rviz"}
+    assert {str(p) for p in named} == {"config/strongpose.yaml", "config/strongpose.rviz",
+                                       "config/fastdds_large_images.xml"}
     # CMakeLists.txt installs the folders into share/<package>/, where FindPackageShare finds them.
     cmake = (REPO / "CMakeLists.txt").read_text()
     installed = set()
@@ -142,7 +143,7 @@ def test_executables_and_named_files_exist_and_are_installed():
 
 def test_source_choices_match_the_source_node():
     pytest.importorskip("rclpy", reason="run under . ./env.sh")
-    from strongpose_ros.ros.source_node import SOURCES
+    from strongpose_ros.ros.frame_sources import SOURCES
 
     for call in _calls(_tree(), "DeclareLaunchArgument"):
         if call.args[0].value == "source":
@@ -188,6 +189,10 @@ class LaunchDescription(_Sub):
     pass
 
 
+class SetEnvironmentVariable(_Sub):
+    pass
+
+
 def _evaluate(value, config: dict[str, str]):
     """A substitution to its string, as launch would perform it (the installed share is the checkout)."""
     if isinstance(value, str):
@@ -218,7 +223,8 @@ def launch_description(monkeypatch):
     stand_ins = {
         "launch": {},
         "launch.launch_description": {"LaunchDescription": LaunchDescription},
-        "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument},
+        "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument,
+                           "SetEnvironmentVariable": SetEnvironmentVariable},
         "launch.conditions": {"IfCondition": IfCondition},
         "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration,
                                  "PathJoinSubstitution": PathJoinSubstitution, "PythonExpression": PythonExpression},
@@ -240,6 +246,9 @@ def launch_description(monkeypatch):
         if isinstance(entity, DeclareLaunchArgument):
             defaults[entity.args[0]] = _evaluate(entity.kwargs["default_value"], {})
     nodes = {e.kwargs["executable"]: e for e in entities if isinstance(e, Node)}
+    # Environment set before the nodes start (launch passes it to the processes started after it).
+    nodes["environment"] = [e for e in entities if isinstance(e, SetEnvironmentVariable)]
+    assert all(entities.index(e) < entities.index(nodes["pose_node"]) for e in nodes["environment"])
     return defaults, nodes, module
 
 
@@ -247,7 +256,8 @@ def launch_description(monkeypatch):
     {},
     {"compressed": "true", "source": "camera", "source_path": "0", "namespace": "robot1"},
     {"source": "bag", "source_path": "/data/bag", "bag_topic": "/cam/image_raw", "use_sim_time": "true",
-     "source_rate": "15", "source_loop": "false", "frame_id": "cam_optical", "rviz": "true"},
+     "source_rate": "15", "source_loop": "false", "frame_id": "cam_optical", "rviz": "true",
+     "fastdds_large_images": "true"},
     {"source": "video", "source_path": "clip.mp4", "device": "cpu", "checkpoint": "/models/m.safetensors"},
 ])
 def test_the_nodes_accept_what_the_launch_file_sets(launch_description, overrides):
@@ -268,7 +278,14 @@ def test_the_nodes_accept_what_the_launch_file_sets(launch_description, override
     assert settings.input.transport == ("compressed" if config["compressed"] == "true" else "raw")
     assert _evaluate(pose.kwargs["namespace"], config) == config["namespace"]
     remaps = {_evaluate(a, config): _evaluate(b, config) for a, b in pose.kwargs["remappings"]}
-    assert remaps == {"image": config["image_topic"], "image/compressed": config["image_topic"] + "/compressed"}
+    # One rule: the compressed topic and camera_info follow `image` (image_transport's names).
+    assert remaps == {"image": config["image_topic"]}
+
+    (environment,) = nodes["environment"]
+    assert environment.args[0] == "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert Path(_evaluate(environment.args[1], config)) == REPO / "config" / "fastdds_large_images.xml"
+    applied = _evaluate(environment.kwargs["condition"].args[0], config) == "True"
+    assert applied == (config["fastdds_large_images"] == "true")
 
     source = nodes["source_node"]
     launched = _evaluate(source.kwargs["condition"].args[0], config) == "True"
@@ -341,3 +358,22 @@ def test_rviz_fixed_frame_is_the_source_default():
 
     data = yaml.safe_load(RVIZ.read_text())
     assert data["Visualization Manager"]["Global Options"]["Fixed Frame"] == DEFAULT_FRAME_ID
+
+
+# --- Fast DDS profile ---------------------------------------------------------------------------------------
+def test_fastdds_profile_gives_shared_memory_room_for_full_hd_frames():
+    import xml.etree.ElementTree as ElementTree
+
+    ns = {"dds": "http://www.eprosima.com"}
+    root = ElementTree.parse(REPO / "config" / "fastdds_large_images.xml").getroot()
+    participant = root.find("dds:profiles/dds:participant", ns)
+    assert participant.get("is_default_profile") == "true"  # applies without RMW_FASTRTPS_USE_QOS_FROM_XML
+    rtps = participant.find("dds:rtps", ns)
+    assert rtps.find("dds:useBuiltinTransports", ns).text == "false"
+    used = [t.text for t in rtps.findall("dds:userTransports/dds:transport_id", ns)]
+    transports = {t.find("dds:transport_id", ns).text: t for t in root.findall(
+        "dds:profiles/dds:transport_descriptors/dds:transport_descriptor", ns)}
+    kinds = [transports[name].find("dds:type", ns).text for name in used]
+    assert kinds == ["SHM", "UDPv4"]  # Fast DDS's own defaults, shared memory first
+    segment = int(transports[used[0]].find("dds:segment_size", ns).text)
+    assert segment >= 4 * 1920 * 1080 * 3  # several bgr8 Full HD frames in flight (the default is 512 kB)

@@ -3,7 +3,6 @@ late schema subscribers, heavy outputs on demand, run-time parameters, lifecycle
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pose_node_support import (  # noqa: E402
     frame,
     header,
     make_checkpoint,
+    node_env,
 )
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
@@ -50,6 +50,7 @@ from strongpose_ros.ros.image_conversion import numpy_to_compressed, numpy_to_im
 from strongpose_ros.ros.messages import person_array_msg, pose_schema_msg  # noqa: E402
 from strongpose_ros.ros.parameters import PARAMETERS, settings_from_values  # noqa: E402
 from strongpose_ros.ros.pose_node import PoseNode, run_nodes  # noqa: E402
+from strongpose_ros.ros.startup import warn_undeclared_parameters  # noqa: E402
 from strongpose_ros.schema import COCO17  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -261,6 +262,54 @@ def test_decoder_and_tracking_parameters_change_at_run_time(harness_factory):
     assert persons and all(p.id == 0 for p in persons)
 
 
+def test_track_ids_are_never_given_twice_in_a_nodes_life(harness_factory):
+    h = harness_factory(**FIND_PEOPLE)
+    node = h.node
+    h.subscribe("persons", PersonArray, "/pose_node/persons")
+    pub = h.publisher(Image, "/image")
+    h.connect(pub, "persons")
+
+    def ids(sec: int) -> list[int]:
+        count = len(h.received["persons"])
+        pub.publish(numpy_to_image(frame(4), "bgr8", header(sec)))
+        assert h.spin_until(lambda: len(h.received["persons"]) > count)
+        return [p.id for p in h.received["persons"][-1].persons]
+
+    assert ids(1) == [1, 2, 3]
+    assert node.set_parameters([Parameter("tracking.enabled", value=False)])[0].successful
+    assert ids(2) == [0, 0, 0]
+    # issue 15: switched on again, the numbering restarted at 1 and gave old ids to new people.
+    assert node.set_parameters([Parameter("tracking.enabled", value=True)])[0].successful
+    assert ids(3) == [4, 5, 6]
+    # Configured again (cleanup, configure, activate): still new ids.
+    for transition in (node.trigger_deactivate, node.trigger_cleanup, node.trigger_configure, node.trigger_activate):
+        assert transition() == TransitionCallbackReturn.SUCCESS
+    h.connect(pub, "persons")
+    assert ids(4) == [7, 8, 9]
+
+
+def test_refused_at_run_time_with_the_reason(harness_factory, tmp_path):
+    node = harness_factory().node
+    missing = tmp_path / "gone.safetensors"
+    result = node.set_parameters([Parameter("checkpoint", value=str(missing))])[0]
+    assert not result.successful and str(missing) in result.reason and "no such checkpoint file" in result.reason
+    result = node.set_parameters([Parameter("decoder.min_instance_score", value=1.5)])[0]
+    assert not result.successful and "decoder.min_instance_score" in result.reason and "below 1" in result.reason
+    assert node.get_parameter("decoder.min_instance_score").value == 0.15
+
+
+def test_misspelt_parameters_are_named_with_the_nearest_one(ros_context, model_path):
+    node = PoseNode(context=ros_context, parameter_overrides=[
+        Parameter("checkpoint", value=str(model_path)), Parameter("input.reliabilty", value="reliable")])
+    try:
+        lines = warn_undeclared_parameters(node, {spec.name for spec in PARAMETERS})
+        assert lines == ["parameter 'input.reliabilty' is not a parameter of pose_node and is ignored; did you mean "
+                         "'input.reliability'?"]
+    finally:
+        node.close()
+        node.destroy_node()
+
+
 def _call(h: Harness, client, request):
     assert h.spin_until(lambda: client.service_is_ready()), f"service {client.srv_name} not available"
     future = client.call_async(request)
@@ -342,31 +391,34 @@ def test_no_parameters_at_all_loads_the_bundled_default_model(ros_context):
         node.destroy_node()
 
 
-def _node_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    # This session's private domain (conftest.py's rule), so the node meets no other ROS process.
-    env["ROS_DOMAIN_ID"] = os.environ.get("STRONGPOSE_TEST_DOMAIN_ID", str(20 + os.getpid() % 80))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    return env
-
-
 def test_main_exits_non_zero_naming_a_missing_checkpoint(tmp_path):
     missing = tmp_path / "no_such_model.safetensors"
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "pose_node"), "--ros-args", "-p", f"checkpoint:={missing}"],
-        capture_output=True, text=True, timeout=120, env=_node_env(),
+        capture_output=True, text=True, timeout=120, env=node_env(),
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert str(missing) in done.stderr and "no such checkpoint file" in done.stderr
+    assert done.stderr.count("no such checkpoint file") == 1  # said once (issue 15: errors were printed twice)
+
+
+@pytest.mark.parametrize("script", ["pose_node", "source_node"])
+def test_main_names_a_missing_parameter_file_without_a_traceback(tmp_path, script):
+    missing = tmp_path / "params.yaml"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--ros-args", "--params-file", str(missing)],
+                          capture_output=True, text=True, timeout=120, env=node_env())
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    # rcl logs "Failed to parse global arguments" itself; then one line of ours says which file and why.
+    last = done.stderr.splitlines()[-1]
+    assert last == f"{script}: cannot read the parameter file {missing}: Error opening YAML file"
 
 
 def test_main_runs_until_ctrl_c_and_exits_cleanly(model_path):
     process = subprocess.Popen(
         [sys.executable, "-c", "import sys; from strongpose_ros.ros.pose_node import main; sys.exit(main())",
          "--ros-args", "-p", f"checkpoint:={model_path}", "-r", "__node:=pose_node_main_test"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_node_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=node_env(),
     )  # fmt: skip
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)

@@ -15,6 +15,7 @@ from strongpose_ros.decode import DecoderConfig, PersonPose
 from strongpose_ros.depth import DepthStatus
 from strongpose_ros.drawing import color_for_id
 from strongpose_ros.estimator import HeatmapTransform
+from strongpose_ros.ros.camera_info import PinholeIntrinsics
 from strongpose_ros.ros.diagnostics import FrameStats, RateLimitedLog, diagnostic_status
 from strongpose_ros.ros.messages import (
     MarkerConfig,
@@ -125,6 +126,14 @@ def test_markers_lie_in_the_image_plane_in_the_track_colour():
         MarkerConfig(pixel_size=0.0)
 
 
+def test_markers_follow_the_camera_intrinsics_when_given():
+    config = MarkerConfig(pixel_size=0.01, distance=2.0, keypoint_threshold=0.1)
+    camera = PinholeIntrinsics(fx=250.0, fy=200.0, cx=140.0, cy=110.0)
+    msg = marker_array_msg(HEADER, [_person(0.9)], COCO17, (200, 300), ids=[4], config=config, camera=camera)
+    nose = msg.markers[1].points[0]  # pixel (100, 50) on its viewing ray, 2 m along the optical axis
+    assert (nose.x, nose.y, nose.z) == pytest.approx(((100 - 140) / 250 * 2.0, (50 - 110) / 200 * 2.0, 2.0))
+
+
 def test_body_heatmap_carries_the_map_and_its_mapping():
     body = np.linspace(0, 1, 35, dtype=np.float32).reshape(5, 7)
     keypoints = np.random.default_rng(0).random((17, 5, 7), dtype=np.float32)
@@ -171,6 +180,18 @@ def test_frame_stats_and_diagnostic_levels():
     assert ok.level == DiagnosticStatus.OK
     error = diagnostic_status(snap, name="n", hardware_id="cpu", state="unconfigured", error="no model")
     assert error.level == DiagnosticStatus.ERROR and error.message == "no model"
+    assert not [key for key in values if key.startswith("bad_bad")]  # issue 15: 'bad_bad_compressed'
+    assert {"bad_data", "bad_compressed"} <= set(values)
+
+    # Frames lost before the callback are counted and make the status WARN until the next report.
+    stats.lost(3)
+    lost = stats.snapshot()
+    status = diagnostic_status(lost, name="n", hardware_id="cpu", state="active", previous=snap)
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.WARN and "3 frame(s) lost in transport" in status.message
+    assert values["frames_lost_in_transport"] == "3"
+    assert diagnostic_status(lost, name="n", hardware_id="cpu", state="active", previous=lost).level == \
+        DiagnosticStatus.OK
 
 
 def test_rate_limited_log_says_how_many_it_held_back():
@@ -190,15 +211,17 @@ def test_parameter_defaults_are_valid_and_bad_values_are_refused_with_the_name()
     # The decoder's defaults, except that the node drops faint leftovers that COCO evaluation keeps.
     assert settings.decoder == DecoderConfig(nonfinite="raise", **NODE_DECODER_DEFAULTS)
     assert settings.decoder.min_instance_score > DecoderConfig().min_instance_score
-    assert settings.input.topic == "image" and settings.input.mode == "newest" and settings.tracking_enabled
+    assert settings.input.mode == "newest" and settings.tracking_enabled
+    # Adaptive input QoS and a history deep enough for a busy executor (issue 15).
+    assert settings.input.reliability == "auto" and settings.input.depth == 10
     assert settings.markers.keypoint_threshold == settings.decoder.keypoint_threshold
     assert settings_from_values({"decoder.nms_radius": 12}).decoder.nms_radius == 12.0  # YAML ints for floats
-    assert settings_from_values({"input.transport": "compressed"}).input.topic == "image/compressed"
     refusals = {
         "decoder.peak_threshold": -0.5, "decoder.max_people": 0, "decoder.peak_window": 4,
         "tracking.min_similarity": 2.0, "input.mode": "sometimes", "input.depth": 0, "device": "tpu",
         "output_stride": 12, "input_size": 5, "markers.distance": float("nan"), "half": "yes",
-        "diagnostics.period": 0.0,
+        "diagnostics.period": 0.0, "input.reliability": "sometimes",
+        "decoder.min_instance_score": 1.5,  # scores lie in 0..1: nobody would be left
     }  # fmt: skip
     for name, value in refusals.items():
         with pytest.raises(ParameterError, match=name.replace(".", r"\.")):

@@ -24,16 +24,10 @@ from std_msgs.msg import Bool, Header, String  # noqa: E402
 
 from strongpose_ros.msg import PersonArray  # noqa: E402
 from strongpose_ros.ros.bag_types import typestore  # noqa: E402
+from strongpose_ros.ros.calibration import load_camera_info  # noqa: E402
+from strongpose_ros.ros.frame_sources import CameraSource, SourceError, open_source  # noqa: E402
 from strongpose_ros.ros.image_conversion import numpy_to_compressed, numpy_to_image, to_bgr8  # noqa: E402
-from strongpose_ros.ros.source_node import (  # noqa: E402
-    CameraSource,
-    SourceError,
-    SourceNode,
-    _Pacer,
-    load_camera_info,
-    open_source,
-    settings_from_values,
-)
+from strongpose_ros.ros.source_node import DEFAULT_FRAME_ID, SourceNode, _Pacer, settings_from_values  # noqa: E402
 
 SIZE = (48, 64)  # height, width
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
@@ -165,7 +159,9 @@ def test_video_once_with_calibration(ros_context, video, tmp_path):
     assert node.frames_published == 6 and node.error is None
     assert [_index(to_bgr8(m)) for m in got.images] == list(range(6))
     first = got.images[0]
-    assert (first.height, first.width, first.encoding, first.header.frame_id) == (*SIZE, "bgr8", "camera")
+    # An optical frame by default (REP-103), as the pose node's image-plane markers assume.
+    assert DEFAULT_FRAME_ID == "camera_optical_frame"
+    assert (first.height, first.width, first.encoding, first.header.frame_id) == (*SIZE, "bgr8", DEFAULT_FRAME_ID)
     stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in got.images]
     assert stamps == sorted(stamps) and len(set(stamps)) == 6  # the node's clock, one stamp per frame
     assert len(got.infos) == 6 and [i.header for i in got.infos] == [m.header for m in got.images]
@@ -208,6 +204,29 @@ def test_bag_compressed_topic(ros_context, tmp_path):
     assert {m.header.frame_id for m in got.images} == {"x"}
 
 
+def test_the_first_frame_waits_for_a_subscriber(ros_context, folder):
+    """issue 15: a standalone source_node published before anyone was matched and lost its first frame."""
+    node = SourceNode(context=ros_context, parameter_overrides=[
+        Parameter("source", value="folder"), Parameter("path", value=str(folder)), Parameter("rate", value=200.0)])
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:  # started (autostart), nobody listening yet
+            executor.spin_once(timeout_sec=0.05)
+        assert node.frames_published == 0 and not node.done.is_set()
+        collector = Collector(ros_context)
+        executor.add_node(collector)
+        deadline = time.monotonic() + 20
+        while not (node.done.is_set() and len(collector.images) >= 3) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert [_index(to_bgr8(m)) for m in collector.images] == [0, 1, 2]
+    finally:
+        node.stop()
+        executor.shutdown()
+        node.destroy_node()
+
+
 def test_loop_replays_until_stopped(ros_context, folder):
     _, got = run_source(ros_context, {"source": "folder", "path": str(folder), "rate": 300.0, "loop": True},
                            until=lambda node, got: len(got.images) >= 8)
@@ -244,8 +263,10 @@ def test_lockstep_waits_for_each_result(ros_context, folder):
 
 
 def test_lockstep_times_out_and_goes_on(ros_context, folder):
+    # Nobody publishes the answers: without wait_for_subscriber the source does not wait for such a publisher.
     node, _ = run_source(ros_context, {"source": "folder", "path": str(folder), "rate": 1000.0,
-                                       "lockstep_topic": "nobody_answers", "lockstep_timeout": 0.1})
+                                       "lockstep_topic": "nobody_answers", "lockstep_timeout": 0.1,
+                                       "wait_for_subscriber": False})
     assert node.frames_published == 3 and node.lockstep_timeouts == 3
 
 
@@ -316,12 +337,13 @@ def test_node_reports_startup_errors(ros_context, tmp_path):
         node.destroy_node()
 
 
-def test_main_exits_non_zero_for_a_missing_video(tmp_path, capsys):
+def test_main_exits_non_zero_for_a_missing_video(tmp_path, capfd):
     from strongpose_ros.ros.source_node import main
 
     code = main(["source_node", "--ros-args", "-p", "source:=video", "-p", f"path:={tmp_path / 'gone.mp4'}"])
     assert code == 1
-    assert "gone.mp4 does not exist" in capsys.readouterr().err
+    err = capfd.readouterr().err  # the node's logger writes to the process's stderr
+    assert err.count("gone.mp4 does not exist") == 1  # said once, not twice
 
 
 def test_parameters_are_checked_and_coerced():

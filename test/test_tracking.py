@@ -141,3 +141,14 @@ def test_bad_settings_and_inputs_are_refused():
         tracker.update([PersonPose(np.zeros((5, 3), np.float32), 0.5, (0, 0, 1, 1))])
     with pytest.raises(ValueError, match="finite"):
         tracker.update([], stamp=float("nan"))
+
+
+def test_forget_keeps_the_numbering_and_first_id_continues_it():
+    tracker = Tracker(COCO17)
+    assert tracker.update([person(100, 300), person(400, 300)]) == [1, 2]
+    tracker.forget()  # tracking switched off and on: old tracks are gone, their ids are not given again
+    assert tracker.tracks == [] and tracker.update([person(100, 300)]) == [3]
+    again = Tracker(COCO17, first_id=tracker.next_id)  # a node configured again
+    assert again.update([person(100, 300)]) == [4]
+    with pytest.raises(ValueError, match="first_id"):
+        Tracker(COCO17, first_id=0)

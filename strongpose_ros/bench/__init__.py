@@ -10,4 +10,5 @@ BENCHMARKS: dict[str, str] = {
     "decoder": "decoder speed against the pure-Python baseline on the same maps, 1 to 40 people",
     "node": "pose_node end to end over DDS: latency, throughput and the node's own overhead",
     "lifting": "3D keypoints from aligned depth: cost per frame for 1 to 20 people at 640x480 and 1280x720",
+    "input": "camera input from another process: frames published, received, lost, dropped, processed; latency",
 }

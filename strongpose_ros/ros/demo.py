@@ -41,7 +41,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from strongpose_ros import checkpoint
 from strongpose_ros.drawing import blend_heatmap
 from strongpose_ros.msg import BodyHeatmap, PersonArray
+from strongpose_ros.ros.adaptive_qos import AdaptiveSubscription
 from strongpose_ros.ros.image_conversion import ImageConversionError, to_bgr8
+from strongpose_ros.ros.image_topics import COMPRESSED_SUFFIX
 from strongpose_ros.ros.recorder import BagRecorder, RecordedTopic
 
 __all__ = ["ASSETS_DIR", "WEIGHTS_DIR", "DemoConfig", "DemoError", "DemoOptions", "DemoResult", "bundled_clip",
@@ -173,7 +175,7 @@ class _Monitor(Node):
     """Watches the input and the pose node's outputs: latency, people per frame, the annotated video."""
 
     def __init__(self, image_topic: str, image_type: type, reliable: bool, video_path: Path, fps: float,
-                 config: DemoConfig, **kwargs: Any) -> None:
+                 config: DemoConfig, follow_publishers: bool = False, **kwargs: Any) -> None:
         super().__init__("demo_monitor", **kwargs)
         self.config = config
         self.video_path, self.fps = video_path, fps
@@ -187,10 +189,15 @@ class _Monitor(Node):
         self._best_heatmap: BodyHeatmap | None = None
         self._people_by_stamp: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
-        input_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE if reliable else
-                               ReliabilityPolicy.BEST_EFFORT)
         output_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(image_type, image_topic, self._on_image, input_qos)
+        self._input: AdaptiveSubscription | None = None
+        if follow_publishers:  # someone else's topic: its QoS as the pose node takes it (input.reliability auto)
+            self._input = AdaptiveSubscription(self, image_type, self.resolve_topic_name(image_topic), self._on_image,
+                                               reliability="auto", depth=50, log=lambda message: None)
+        else:
+            input_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE if reliable else
+                                   ReliabilityPolicy.BEST_EFFORT)
+            self.create_subscription(image_type, image_topic, self._on_image, input_qos)
         self.persons_sub = self.create_subscription(PersonArray, f"/{POSE_NODE}/persons", self._on_persons,
                                                     output_qos)
         self.overlay_sub = self.create_subscription(Image, f"/{POSE_NODE}/overlay", self._on_overlay, output_qos)
@@ -271,6 +278,8 @@ class _Monitor(Node):
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
+        if self._input is not None:
+            self._input.close()
 
 
 def _preview(frame: np.ndarray, heatmap: BodyHeatmap | None) -> np.ndarray:
@@ -301,6 +310,7 @@ class _Plan:
     truth: list[int] | None = None
     pose_remap: list[str] = field(default_factory=list)
     compressed: bool = False
+    follow_publishers: bool = False  # --topic: someone else's publisher, of unknown QoS
 
 
 def _say(options: DemoOptions, message: str) -> None:
@@ -329,10 +339,12 @@ def _plan(options: DemoOptions, config: DemoConfig, out: Path) -> _Plan:
     live_every = bool(options.every_frame)
     base = {"autostart": False, "loop": options.loop}
     if options.topic:
-        compressed = options.topic.rstrip("/").endswith("/compressed")
-        remap = ["--ros-args", "-r", f"image/compressed:={options.topic}" if compressed else f"image:={options.topic}"]
-        return _Plan(None, options.topic, CompressedImage if compressed else Image, False, live_every,
-                     f"topic {options.topic}", 15.0, pose_remap=remap, compressed=compressed)
+        topic = options.topic.rstrip("/")
+        compressed = topic.endswith(COMPRESSED_SUFFIX)
+        # image_transport's naming: remapping `image` to the base topic moves `<image>/compressed` with it.
+        remap = ["--ros-args", "-r", f"image:={topic[: -len(COMPRESSED_SUFFIX)] if compressed else topic}"]
+        return _Plan(None, topic, CompressedImage if compressed else Image, False, live_every,
+                     f"topic {topic}", 15.0, pose_remap=remap, compressed=compressed, follow_publishers=True)
     if options.camera not in (None, ""):
         params = {**base, "source": "camera", "path": str(options.camera)}
         return _Plan(params, "/image", Image, True, live_every, f"camera {options.camera}", 30.0)
@@ -417,8 +429,9 @@ def run_demo(options: DemoOptions | None = None, config: DemoConfig | None = Non
     finally:
         run.close()
     wall = time.monotonic() - started
+    intake = run.pose.stats.snapshot() if run.pose is not None else None
     return _finish(options, config, plan, files, run.monitor, run.recorder, run.source, checkpoint, weights, wall,
-                   run.interrupted)
+                   run.interrupted, intake)
 
 
 class _Run:
@@ -446,7 +459,8 @@ class _Run:
             raise DemoError(f"the pose node could not start: {self.pose.startup_error or self.pose.lifecycle_state}")
         image_msgtype = "sensor_msgs/msg/CompressedImage" if plan.compressed else "sensor_msgs/msg/Image"
         topics = [
-            RecordedTopic(plan.image_topic, image_msgtype, reliable=plan.input_reliable),
+            RecordedTopic(plan.image_topic, image_msgtype, reliable=plan.input_reliable or plan.follow_publishers,
+                          follow_publishers=plan.follow_publishers),
             RecordedTopic(f"/{POSE_NODE}/persons", "strongpose_ros/msg/PersonArray"),
             RecordedTopic(f"/{POSE_NODE}/body_heatmap", "strongpose_ros/msg/BodyHeatmap"),
             RecordedTopic(f"/{POSE_NODE}/overlay", "sensor_msgs/msg/Image"),
@@ -456,7 +470,7 @@ class _Run:
         self.recorder = BagRecorder(self.files["bag"], topics, context=context)
         self.nodes.append(self.recorder)
         self.monitor = _Monitor(plan.image_topic, plan.image_type, plan.input_reliable, self.files["video"], plan.fps,
-                                config, context=context)
+                                config, follow_publishers=plan.follow_publishers, context=context)
         self.nodes.append(self.monitor)
         if plan.source_params is not None:
             params = dict(plan.source_params)
@@ -548,11 +562,16 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def _finish(options: DemoOptions, config: DemoConfig, plan: _Plan, files: dict[str, Path], monitor: _Monitor,
             recorder: BagRecorder, source: Any, checkpoint: Path, weights: str, wall: float,
-            interrupted: bool) -> DemoResult:
+            interrupted: bool, intake: Any = None) -> DemoResult:
     frames = monitor.frames
     people = [f["people"] for f in frames]
     latency = [f["latency_ms"] for f in frames if f["latency_ms"] is not None]
-    published = source.frames_published if source is not None else len(monitor.seen)
+    if source is not None:
+        published = source.frames_published
+    elif intake is not None:  # someone else's publisher: what reached the pose node or was lost on the way
+        published = intake.received + intake.lost
+    else:
+        published = len(monitor.seen)
     summary: dict[str, Any] = {
         "source": plan.label,
         "mode": "every_frame" if plan.every_frame else "newest",
@@ -561,6 +580,7 @@ def _finish(options: DemoOptions, config: DemoConfig, plan: _Plan, files: dict[s
         "frames": published,
         "frames_processed": len(frames),
         "frames_dropped": max(0, published - len(frames)),
+        "frames_lost_in_transport": intake.lost if intake is not None else 0,
         "frames_skipped_by_source": source.frames_skipped if source is not None else 0,
         "people_per_frame": people,
         "people_mean": float(np.mean(people)) if people else 0.0,

@@ -3,10 +3,13 @@
 `FrameStats` is shared by the subscription callback and the worker thread (all methods are thread-safe).
 `diagnostic_status` turns a snapshot into a `diagnostic_msgs/DiagnosticStatus` for `/diagnostics`, with
 stable key names that tests and monitoring rely on:
-frames_received, frames_processed, frames_dropped (superseded by a newer frame or an overfull queue),
-frames_bad (refused input and invalid outputs), bad_<reason> per reason, latency_ms_p50/p95/max (arrival
-of a frame at the node to publication of its PersonArray, over the last `latency_window` frames), fps,
-and the node's state, device and model.
+frames_received (reached the subscription callback), frames_lost_in_transport (published but never reached
+it: `loss`), frames_processed, frames_dropped (superseded by a newer frame or an overfull queue), frames_bad
+(refused input and invalid outputs), bad_<reason> per reason, latency_ms_p50/p95/max (arrival of a frame at
+the node to publication of its PersonArray, over the last `latency_window` frames), fps, and the node's
+state, device and model. Every frame published to the node ends in exactly one of lost, processed, dropped
+or bad (or is in progress): published = frames_lost_in_transport + frames_processed + frames_dropped +
+frames_bad.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ BAD_REASONS = (
     "empty",  # 0 x 0 (or 0 x N) image
     "too_large",  # more pixels than input.max_pixels
     "encoding",  # unknown or unsupported Image encoding
-    "bad_data",  # Image data that does not match its header (truncated, wrong step)
-    "bad_compressed",  # CompressedImage that cannot be decoded (corrupt or truncated JPEG/PNG, unknown format)
+    "data",  # Image data that does not match its header (truncated, wrong step)
+    "compressed",  # CompressedImage that cannot be decoded (corrupt or truncated JPEG/PNG, unknown format)
     "nonfinite_output",  # NaN or infinity in the network's outputs
     "inference_error",  # any other failure while processing (logged with its message)
 )
@@ -64,6 +67,7 @@ class StatsSnapshot:
     latency_ms_max: float
     fps: float
     stage_ms_median: dict[str, float] = field(default_factory=dict)
+    lost: int = 0
 
     @property
     def bad_total(self) -> int:
@@ -82,6 +86,7 @@ class FrameStats:
     def reset(self) -> None:
         with self._lock:
             self._received = 0
+            self._lost = 0
             self._processed = 0
             self._dropped = 0
             self._bad: Counter[str] = Counter()
@@ -92,6 +97,11 @@ class FrameStats:
     def received(self) -> None:
         with self._lock:
             self._received += 1
+
+    def lost(self, count: int = 1) -> None:
+        """Frames published to the node that never reached its callback (see `loss`)."""
+        with self._lock:
+            self._lost += count
 
     def dropped(self, count: int = 1) -> None:
         with self._lock:
@@ -129,13 +139,14 @@ class FrameStats:
             done = list(self._done_at)
             stages = {name: float(np.median(values)) for name, values in self._stages.items() if values}
             received, processed, dropped, bad = self._received, self._processed, self._dropped, dict(self._bad)
+            lost = self._lost
         if latency.size:
             p50, p95, top = (float(v) for v in (*np.percentile(latency, [50, 95]), latency.max()))
         else:
             p50 = p95 = top = 0.0
         fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) >= 2 and done[-1] > done[0] else 0.0
         return StatsSnapshot(received, processed, dropped, {r: bad.get(r, 0) for r in BAD_REASONS},
-                             p50, p95, top, fps, stages)
+                             p50, p95, top, fps, stages, lost)
 
 
 class RateLimitedLog:
@@ -180,20 +191,27 @@ def diagnostic_status(snapshot: StatsSnapshot, *, name: str, hardware_id: str, s
                       error: str | None = None) -> DiagnosticStatus:
     """A DiagnosticStatus for the node.
 
-    Level: ERROR when `error` is given (e.g. the model failed to load), WARN when bad frames arrived
-    since `previous` (the last report), OK otherwise.
+    Level: ERROR when `error` is given (e.g. the model failed to load), WARN when frames were lost in
+    transport or bad frames arrived since `previous` (the last report), OK otherwise.
     """
     new_bad = snapshot.bad_total - (previous.bad_total if previous is not None else 0)
+    new_lost = snapshot.lost - (previous.lost if previous is not None else 0)
+    problems = []
+    if new_lost > 0:
+        problems.append(f"{new_lost} frame(s) lost in transport since the last report")
+    if new_bad > 0:
+        worst = max(snapshot.bad, key=lambda r: snapshot.bad[r] - (previous.bad.get(r, 0) if previous else 0))
+        problems.append(f"{new_bad} bad frame(s) since the last report ({worst})")
     if error:
         level, message = DiagnosticStatus.ERROR, error
-    elif new_bad > 0:
-        worst = max(snapshot.bad, key=lambda r: snapshot.bad[r] - (previous.bad.get(r, 0) if previous else 0))
-        level, message = DiagnosticStatus.WARN, f"{state}; {new_bad} bad frame(s) since the last report ({worst})"
+    elif problems:
+        level, message = DiagnosticStatus.WARN, "; ".join([state, *problems])
     else:
         level, message = DiagnosticStatus.OK, state
     values = [
         _kv("state", state),
         _kv("frames_received", snapshot.received),
+        _kv("frames_lost_in_transport", snapshot.lost),
         _kv("frames_processed", snapshot.processed),
         _kv("frames_dropped", snapshot.dropped),
         _kv("frames_bad", snapshot.bad_total),

@@ -1,9 +1,9 @@
 """How frames enter the pose node: cheap admission checks, and the buffer between subscription and worker.
 
-The subscription callback runs on the executor and must stay cheap: it reads the frame's size (from the
-Image header, or from the JPEG/PNG header of a CompressedImage, without decoding) to refuse empty and
-oversized frames at once, then hands the message to a `FrameBuffer`. A worker thread takes frames from
-the buffer and does the expensive work.
+The subscription callback (`camera_input.CameraInput`, on the input's own thread) must stay cheap: it reads
+the frame's size (from the Image header, or from the JPEG/PNG header of a CompressedImage, without
+decoding) to refuse empty and oversized frames at once, then hands the message to a `FrameBuffer`. A
+worker thread takes frames from the buffer and does the expensive work.
 
 `FrameBuffer` has two policies:
 - "newest" (capacity 1): a new frame replaces a waiting one, which is counted as dropped; the worker

@@ -29,6 +29,7 @@ from strongpose_ros.decode import PersonPose
 from strongpose_ros.depth import DepthStatus, PeoplePositions, Person3D
 from strongpose_ros.drawing import color_for_id
 from strongpose_ros.msg import BodyHeatmap, Keypoint, Person, PersonArray, PoseSchema
+from strongpose_ros.ros.camera_info import PinholeIntrinsics
 from strongpose_ros.schema import KeypointSchema
 
 __all__ = [
@@ -48,10 +49,12 @@ __all__ = [
 class MarkerConfig:
     """How people become RViz markers when no depth is given: keypoints in a plane before the camera.
 
-    A pixel (u, v) of a W x H image becomes the point ((u - W/2) * pixel_size, (v - H/2) * pixel_size,
-    distance) in the image's frame, an optical frame by ROS convention (x right, y down, z forward), so
-    the skeletons appear as a picture `distance` metres in front of the camera.
-    - `pixel_size`: metres per image pixel in that plane; `distance`: metres along the optical axis;
+    The plane lies `distance` metres along the optical axis of the image's frame, an optical frame by ROS
+    convention (REP-103: x right, y down, z forward), so the skeletons appear as a picture in front of the
+    camera. With the camera's intrinsics (its CameraInfo), a pixel (u, v) becomes ((u - cx) / fx * distance,
+    (v - cy) / fy * distance, distance): each keypoint lies on its own viewing ray, as a camera would see it.
+    Without them, a pixel of a W x H image becomes ((u - W/2) * pixel_size, (v - H/2) * pixel_size, distance).
+    - `pixel_size`: metres per image pixel in that plane (no CameraInfo); `distance`: metres along z;
     - `point_size`, `line_width`: marker sizes in metres;
     - `keypoint_threshold`: keypoints scoring below are not shown, nor links touching them;
     - `namespace`: the markers' `ns`.
@@ -229,11 +232,12 @@ def _color(track_id: int, rank: int) -> ColorRGBA:
 
 def marker_array_msg(header: Header, people: Sequence[PersonPose], schema: KeypointSchema,
                      image_size: tuple[int, int], ids: Sequence[int] | None = None,
-                     config: MarkerConfig | None = None) -> MarkerArray:
+                     config: MarkerConfig | None = None, camera: PinholeIntrinsics | None = None) -> MarkerArray:
     """RViz markers in the image's frame: a DELETEALL first (old people vanish), then per person a
     POINTS marker (keypoints above the threshold) and a LINE_LIST marker (drawing links between them).
 
-    `image_size` is (height, width); see `MarkerConfig` for where the image plane lies.
+    `image_size` is (height, width); `camera`: the intrinsics for this image (`camera_info.intrinsics`), or
+    None; see `MarkerConfig` for where the picture plane lies.
     """
     config = config or MarkerConfig()
     if ids is not None and len(ids) != len(people):
@@ -245,8 +249,12 @@ def marker_array_msg(header: Header, people: Sequence[PersonPose], schema: Keypo
         track_id = int(ids[rank]) if ids is not None else 0
         kp = person.keypoints.astype(np.float64)
         visible = kp[:, 2] >= config.keypoint_threshold
-        xs = (kp[:, 0] - width / 2.0) * config.pixel_size
-        ys = (kp[:, 1] - height / 2.0) * config.pixel_size
+        if camera is not None:
+            xs = (kp[:, 0] - camera.cx) / camera.fx * config.distance
+            ys = (kp[:, 1] - camera.cy) / camera.fy * config.distance
+        else:
+            xs = (kp[:, 0] - width / 2.0) * config.pixel_size
+            ys = (kp[:, 1] - height / 2.0) * config.pixel_size
         points = [Point(x=float(xs[k]), y=float(ys[k]), z=float(config.distance)) if visible[k] else None
                   for k in range(len(kp))]
         color = _color(track_id, rank)

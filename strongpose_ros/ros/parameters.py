@@ -24,11 +24,13 @@ from typing import Any
 from rcl_interfaces.msg import ParameterDescriptor
 
 from strongpose_ros.decode import DecoderConfig
+from strongpose_ros.ros.adaptive_qos import RELIABILITIES
 from strongpose_ros.ros.diagnostics import DiagnosticsConfig
 from strongpose_ros.ros.messages import MarkerConfig
 from strongpose_ros.tracking import TrackerConfig
 
 __all__ = [
+    "DEFAULT_INPUT_DEPTH",
     "PARAMETERS",
     "InputSettings",
     "ModelSettings",
@@ -43,7 +45,9 @@ __all__ = [
 
 TRANSPORTS = ("raw", "compressed")
 MODES = ("newest", "every_frame")
-RELIABILITIES = ("best_effort", "reliable")
+# Input history depth: deep enough that a busy executor takes frames late rather than DDS overwriting them
+# (measured: README, "Camera input"); the node's own newest-wins buffer then decides what is dropped.
+DEFAULT_INPUT_DEPTH = 10
 OUTPUT_STRIDES = (0, 8, 16, 32)
 # 8K UHD (7680 x 4320): larger frames are refused rather than risking memory on a resize.
 DEFAULT_MAX_PIXELS = 7680 * 4320
@@ -83,7 +87,7 @@ _DECODER_HELP = {
     "instance_nms": "'keypoint_soft_nms' (Eq. 1), 'oks_hard' or 'soft_nms'",
     "oks_nms_threshold": "'oks_hard': drop a person whose OKS with a better one exceeds this",
     "soft_nms_sigma": "'soft_nms': score * exp(-OKS^2 / sigma)",
-    "min_instance_score": "people scoring at or below this are dropped",
+    "min_instance_score": "people scoring at or below this are dropped (0 <= value < 1)",
     "keypoint_threshold": "keypoints scoring at least this span the box; also the drawing/marker threshold",
     "merge_fragments": "join complementary pieces of one person that the body heat map connects",
     "fragment_support": "merge_fragments: keypoint score that counts as supported",
@@ -126,9 +130,11 @@ def _specs() -> tuple[ParameterSpec, ...]:
                       "`image/compressed` (sensor_msgs/CompressedImage)", "activate"),
         ParameterSpec("input.mode", "newest", "'newest': the newest frame wins, older ones are dropped (bounded "
                       "latency); 'every_frame': every message in order (bag processing)", "activate"),
-        ParameterSpec("input.reliability", "best_effort", "input QoS: 'best_effort' (matches every publisher) or "
-                      "'reliable' (only reliable publishers; for every_frame)", "activate"),
-        ParameterSpec("input.depth", 1, "input QoS history depth", "activate"),
+        ParameterSpec("input.reliability", "auto", "input QoS: 'auto' (reliable when every publisher of the topic "
+                      "is reliable, else best effort; re-checked as publishers come and go), 'reliable' or "
+                      "'best_effort'", "activate"),
+        ParameterSpec("input.depth", DEFAULT_INPUT_DEPTH, "input QoS history depth (frames DDS holds until the node "
+                      "takes them; the node keeps only the newest)", "activate"),
         ParameterSpec("input.queue_size", 30, "every_frame: frames held before the subscription waits", "activate"),
         ParameterSpec("input.max_pixels", DEFAULT_MAX_PIXELS, "frames with more pixels are refused (counted)"),
     ]
@@ -181,10 +187,6 @@ class InputSettings:
     depth: int
     queue_size: int
     max_pixels: int
-
-    @property
-    def topic(self) -> str:
-        return "image" if self.transport == "raw" else "image/compressed"
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,9 @@ def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
         queue_size=_at_least(v, "input.queue_size", 1), max_pixels=_at_least(v, "input.max_pixels", 1),
     )  # fmt: skip
     decoder = _group(v, "decoder", DecoderConfig, **_DECODER_FIXED)
+    if not decoder.min_instance_score < 1.0:
+        raise ParameterError(f"parameter 'decoder.min_instance_score' must be below 1 (instance scores lie in 0..1, "
+                             f"so every person would be dropped), got {decoder.min_instance_score!r}")
     tracking = _group(v, "tracking", TrackerConfig)
     outputs = OutputSettings(v["outputs.body_heatmap"], v["outputs.keypoint_heatmaps"], v["outputs.overlay"],
                              v["outputs.markers"], v["outputs.always"])

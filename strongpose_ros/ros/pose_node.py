@@ -4,7 +4,7 @@ Images in (`image` or `image/compressed`), people out (`~/persons`), with the bo
 RViz markers, the keypoint schema and `/diagnostics`. A lifecycle node:
 
 - configure: load the checkpoint (errors name the file), warm up, create the publishers, publish the schema;
-- activate: subscribe and start the worker thread;
+- activate: subscribe (`camera_input.CameraInput`) and start the worker thread;
 - deactivate: unsubscribe, stop the worker, move the network off the GPU (`Estimator.release`);
 - cleanup (and shutdown, error): release everything.
 
@@ -12,10 +12,16 @@ With `autostart` (default) the node configures and activates itself in its const
 a launch file without a lifecycle manager just works; a failure leaves `startup_error` set and `main`
 exits with status 1.
 
-Processing: the subscription callback only checks the frame's size and hands it to a `FrameBuffer`; a
-worker thread converts, runs the estimator, tracks, and publishes. Output headers are the input's (stamp
-and frame_id), whatever the clock (`use_sim_time` included). Heavy outputs (heat map, overlay, markers)
-are computed only while someone subscribes, unless `outputs.always` is set. Bad input (see
+Input: `CameraInput` subscribes `image` (or image_transport's `<image>/compressed`) with adaptive QoS
+(`input.reliability: auto` follows the publishers) on an executor thread of its own, counts frames lost
+before its callback, keeps the newest CameraInfo, and hands frames to a `FrameBuffer`.
+
+Processing: a worker thread takes frames from the buffer, converts, runs the estimator, tracks, and
+publishes. Track ids are never given out twice in a node's life (tracking switched off and on, or the
+node configured again), except that stamps going backwards (a replay from the start) restart them.
+Output headers are the input's (stamp and frame_id), whatever the clock (`use_sim_time` included). Heavy
+outputs (heat map, overlay, markers) are computed only while someone subscribes, unless `outputs.always`
+is set; markers use the camera's CameraInfo when one is published. Bad input (see
 `diagnostics.BAD_REASONS`) is counted, logged at most once per `diagnostics.log_period` per reason, and
 produces no output; the node carries on with the next frame.
 """
@@ -32,13 +38,12 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
@@ -48,9 +53,11 @@ from strongpose_ros.decode import warmup as warmup_decoder
 from strongpose_ros.drawing import DrawingConfig, blend_heatmap, draw_poses
 from strongpose_ros.estimator import Estimator
 from strongpose_ros.msg import BodyHeatmap, PersonArray, PoseSchema
+from strongpose_ros.ros.camera_info import intrinsics
+from strongpose_ros.ros.camera_input import CameraInput
 from strongpose_ros.ros.diagnostics import DiagnosticsConfig, FrameStats, RateLimitedLog, diagnostic_status
 from strongpose_ros.ros.image_conversion import ImageConversionError, encoding_info, numpy_to_image, to_bgr8
-from strongpose_ros.ros.intake import Frame, FrameBuffer, check_frame
+from strongpose_ros.ros.intake import Frame, FrameBuffer
 from strongpose_ros.ros.messages import body_heatmap_msg, marker_array_msg, person_array_msg, pose_schema_msg
 from strongpose_ros.ros.parameters import (
     PARAMETERS,
@@ -59,6 +66,7 @@ from strongpose_ros.ros.parameters import (
     declare_parameters,
     settings_from_values,
 )
+from strongpose_ros.ros.startup import init_rclpy, warn_undeclared_parameters
 from strongpose_ros.tracking import Tracker
 
 __all__ = ["OUTPUT_QOS", "SCHEMA_QOS", "PoseNode", "main", "run_nodes"]
@@ -87,13 +95,13 @@ def _is_nonfinite_error(exc: Exception) -> bool:
 def _conversion_reason(msg: Any, exc: ImageConversionError) -> str:
     """Which BAD_REASONS entry a conversion failure counts under."""
     if not hasattr(msg, "encoding"):
-        return "bad_compressed"
+        return "compressed"
     try:
         encoding_info(msg.encoding)
     except ImageConversionError:
         return "encoding"
     # to_bgr8 refuses known encodings that make no picture (signed, 2-channel generic) with this prefix.
-    return "encoding" if str(exc).startswith("to_bgr8:") else "bad_data"
+    return "encoding" if str(exc).startswith("to_bgr8:") else "data"
 
 
 class PoseNode(LifecycleNode):
@@ -101,15 +109,17 @@ class PoseNode(LifecycleNode):
     parameter_overrides, cli_args, ...).
 
     Public state: `lifecycle_state` ("unconfigured", "inactive", "active", "finalized"), `startup_error`
-    (why configure failed, or None), `settings`, `estimator`, `tracker`, `stats` (FrameStats) and
-    `output_counts` (messages built per output).
+    (why configure failed, or None), `settings`, `estimator`, `tracker`, `camera` (the CameraInput),
+    `stats` (its FrameStats) and `output_counts` (messages built per output).
     """
 
     def __init__(self, node_name: str = "pose_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._values = declare_parameters(self)
+        warn_undeclared_parameters(self, _PARAMETER_NAMES)
         self.stats = FrameStats()
         self._warn = RateLimitedLog(self.get_logger().warning, DiagnosticsConfig().log_period_s)
+        self.camera = CameraInput(self, stats=self.stats, warn=self._warn)
         self.startup_error: str | None = None
         self.lifecycle_state = "unconfigured"
         self._settings: NodeSettings | None = None
@@ -126,11 +136,9 @@ class PoseNode(LifecycleNode):
         self._configured_model = None  # the model settings of the last successful configure
         self._released = False
         self._pubs: dict[str, Any] = {}
-        self._subscription = None
         self._buffer: FrameBuffer | None = None
         self._worker: threading.Thread | None = None
-        self._seq = 0
-        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._next_track_id = 1  # ids are never given out twice in the node's life
         # Counts of heavy outputs built (tests check that nothing is built without subscribers).
         self.output_counts = {"persons": 0, "body_heatmap": 0, "body_heatmap_image": 0, "overlay": 0, "markers": 0}
 
@@ -176,7 +184,7 @@ class PoseNode(LifecycleNode):
         self._released = False
         settings = self._settings
         self._configured_model = settings.model
-        self.tracker = Tracker(self.estimator.schema, settings.tracking)
+        self.tracker = Tracker(self.estimator.schema, settings.tracking, first_id=self._next_track_id)
         self._pubs = {
             "persons": self.create_publisher(PersonArray, "~/persons", OUTPUT_QOS),
             "body_heatmap": self.create_publisher(BodyHeatmap, "~/body_heatmap", HEAVY_QOS),
@@ -200,22 +208,11 @@ class PoseNode(LifecycleNode):
                 return TransitionCallbackReturn.FAILURE
             self._released = False
         inputs = settings.input
-        self._buffer = FrameBuffer(inputs.mode, inputs.queue_size)
-        qos = QoSProfile(
-            depth=inputs.depth, history=HistoryPolicy.KEEP_LAST,
-            reliability=ReliabilityPolicy.RELIABLE if inputs.reliability == "reliable" else
-            ReliabilityPolicy.BEST_EFFORT,
-        )  # fmt: skip
-        msg_type = Image if inputs.transport == "raw" else CompressedImage
-        self._subscription = self.create_subscription(msg_type, inputs.topic, self._on_frame, qos,
-                                                      callback_group=self._input_group)
+        self._buffer = self.camera.start(inputs)
         self._worker = threading.Thread(target=self._work, args=(self._buffer,), name="pose_node_worker", daemon=True)
         self._worker.start()
-        if inputs.mode == "every_frame" and inputs.reliability == "best_effort":
-            self.get_logger().warning("input.mode every_frame with best-effort input QoS: DDS may still drop "
-                                      "frames before the node sees them; use input.reliability reliable")
-        self.get_logger().info(f"active: {self._subscription.topic_name} ({inputs.transport}, {inputs.mode}, "
-                               f"{inputs.reliability} depth {inputs.depth}) on {self.estimator.device}")
+        self.get_logger().info(f"active: {self.camera.topic} ({inputs.transport}, {inputs.mode}, input.reliability "
+                               f"{inputs.reliability}, depth {inputs.depth}) on {self.estimator.device}")
         self.lifecycle_state = "active"
         return super().on_activate(state)
 
@@ -244,6 +241,11 @@ class PoseNode(LifecycleNode):
     def close(self) -> None:
         """Stop the worker and free the model without lifecycle transitions (process exit)."""
         self._release_all()
+        self.camera.close()
+
+    def destroy_node(self) -> None:
+        self.camera.close()
+        super().destroy_node()
 
     def _release_all(self) -> None:
         self._stop_input()
@@ -253,19 +255,15 @@ class PoseNode(LifecycleNode):
         if self.estimator is not None:
             self.estimator.release()
         self.estimator = None
+        if self.tracker is not None:
+            self._next_track_id = self.tracker.next_id
         self.tracker = None
         self._released = False
         self.lifecycle_state = "unconfigured"
 
     def _stop_input(self) -> None:
-        buffer, self._buffer = self._buffer, None
-        if buffer is not None:
-            discarded = buffer.close()  # wakes a subscription callback waiting for room (every_frame)
-            if discarded:
-                self.stats.dropped(discarded)
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
-            self._subscription = None
+        self._buffer = None
+        self.camera.stop()  # closes the buffer: the worker ends after the frame in progress
         worker, self._worker = self._worker, None
         if worker is not None and worker is not threading.current_thread():
             worker.join(WORKER_JOIN_TIMEOUT_S)
@@ -308,7 +306,9 @@ class PoseNode(LifecycleNode):
         proposed = {**self._values, **changes}
         try:
             settings = settings_from_values(proposed)
-        except ParameterError as exc:
+            if "checkpoint" in changes:  # a file that is not there is refused now, not at the next configure
+                checkpoint.resolve_path(settings.model.checkpoint)
+        except (ParameterError, CheckpointError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         previous = self._settings
         self._values, self._settings = proposed, settings
@@ -317,7 +317,7 @@ class PoseNode(LifecycleNode):
         if self.tracker is not None:
             self.tracker.set_config(settings.tracking)
             if previous is not None and settings.tracking_enabled and not previous.tracking_enabled:
-                self.tracker.reset()
+                self.tracker.forget()  # old tracks are stale; their ids are not given out again
         self._warn.period_s = settings.log_period
         later = sorted(name for name in changes if _APPLIES[name] in ("configure", "activate"))
         if later:
@@ -328,27 +328,8 @@ class PoseNode(LifecycleNode):
 
     # --- frames ------------------------------------------------------------------------------------------
 
-    def _on_frame(self, msg: Image | CompressedImage) -> None:
-        """Subscription callback (executor thread): cheap checks, then hand the frame to the worker."""
-        self.stats.received()
-        buffer, settings = self._buffer, self._settings
-        if buffer is None:
-            return
-        try:
-            refused = check_frame(msg, settings.input.max_pixels)
-        except Exception as exc:  # an exception here would stop the executor: count it instead
-            refused = ("bad_data", f"unreadable frame header: {type(exc).__name__}: {exc}")
-        if refused is not None:
-            self._refuse(*refused)
-            return
-        self._seq += 1
-        dropped = buffer.put(Frame(msg, time.monotonic(), self._seq))
-        if dropped:
-            self.stats.dropped(dropped)
-
     def _refuse(self, reason: str, message: str) -> None:
-        self.stats.bad(reason)
-        self._warn(reason, f"frame dropped ({reason}): {message}")
+        self.camera.refuse(reason, message)
 
     def _work(self, buffer: FrameBuffer) -> None:
         while True:
@@ -418,8 +399,9 @@ class PoseNode(LifecycleNode):
                                                                 result.keypoint_heatmaps))
             self.output_counts["body_heatmap"] += 1
         if want_markers:
+            camera = intrinsics(self.camera.camera_info, result.image_size)
             self._pubs["markers"].publish(marker_array_msg(header, people, estimator.schema, result.image_size, ids,
-                                                           settings.markers))
+                                                           settings.markers, camera))
             self.output_counts["markers"] += 1
         if want_heatmap_image:
             blended = blend_heatmap(image, result.body_heatmap, result.heatmap_transform)
@@ -459,10 +441,9 @@ class PoseNode(LifecycleNode):
     def publish_diagnostics(self) -> DiagnosticArray:
         snapshot = self.stats.snapshot()
         settings = self._settings
-        info: dict[str, object] = {}
+        info: dict[str, object] = self.camera.info()
         if settings is not None:
-            info.update(input_topic=self.resolve_topic_name(settings.input.topic), input_mode=settings.input.mode,
-                        input_transport=settings.input.transport, checkpoint=settings.model.checkpoint)
+            info.update(checkpoint=settings.model.checkpoint)
         estimator = self.estimator
         device = str(estimator.device) if estimator is not None else (settings.model.device if settings else "?")
         if estimator is not None:
@@ -470,9 +451,6 @@ class PoseNode(LifecycleNode):
             info.update(device=device, half=estimator.half,
                         model=f"{config.backbone} input {estimator.input_size[0]}x{estimator.input_size[1]} "
                               f"stride {estimator.stride} schema {estimator.schema.name}")
-        buffer = self._buffer
-        if buffer is not None:
-            info.update(buffer_high_water=buffer.high_water)
         status = diagnostic_status(snapshot, name=f"{self.get_fully_qualified_name()}: pose estimation",
                                    hardware_id=device, state=self.lifecycle_state, info=info,
                                    previous=self._last_snapshot, error=self.startup_error)
@@ -507,12 +485,14 @@ def run_nodes(nodes: Sequence[Node], *, executor: Executor | None = None, contex
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run strongpose_ros pose_node [--ros-args ...]`: run the node; 1 when it cannot start."""
-    rclpy.init(args=sys.argv if args is None else args)
+    if not init_rclpy(args, "pose_node"):
+        return 1
     node = None
     try:
         node = PoseNode()
         if node.startup_error is not None or (node.settings.autostart and node.lifecycle_state != "active"):
-            print(f"pose_node: {node.startup_error or 'could not start'}", file=sys.stderr)
+            if node.startup_error is None:  # the error itself was logged once already
+                print("pose_node: could not start", file=sys.stderr)
             return 1
         run_nodes([node])
         node = None  # run_nodes destroyed it

@@ -24,6 +24,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
+from strongpose_ros.ros.adaptive_qos import AdaptiveSubscription
 from strongpose_ros.ros.bag_types import typestore
 
 __all__ = ["STORAGES", "BagRecorder", "RecordedTopic", "message_class", "open_writer"]
@@ -37,15 +38,18 @@ class RecordedTopic:
     """A topic to record: its name, type ('sensor_msgs/msg/Image'), and how to subscribe.
 
     - `reliable`: False to also hear best-effort publishers (cameras); reliable keeps every message of
-      reliable publishers;
+      reliable publishers; also what the bag says `ros2 bag play` should offer;
     - `latched`: transient-local (a topic published once, like the pose node's `~/schema`);
-    - `depth`: subscription history depth."""
+    - `depth`: subscription history depth;
+    - `follow_publishers`: subscribe reliable or best effort as the topic's publishers offer, re-checked as
+      they come and go (`adaptive_qos`, the pose node's input rule): for a camera topic of unknown QoS."""
 
     topic: str
     msgtype: str
     reliable: bool = True
     latched: bool = False
     depth: int = 100
+    follow_publishers: bool = False
 
     def qos(self) -> QoSProfile:
         return QoSProfile(
@@ -106,8 +110,12 @@ class BagRecorder(Node):
             name = self.resolve_topic_name(entry.topic)
             connection = self._writer.add_connection(name, entry.msgtype, typestore=store,
                                                      offered_qos_profiles=entry.offered_qos())
-            self._recorded[name] = self.create_subscription(
-                cls, name, self._writer_callback(name, connection), entry.qos(), raw=True)
+            if entry.follow_publishers:
+                self._recorded[name] = AdaptiveSubscription(self, cls, name, self._writer_callback(name, connection),
+                                                            reliability="auto", depth=entry.depth, raw=True)
+            else:
+                self._recorded[name] = self.create_subscription(
+                    cls, name, self._writer_callback(name, connection), entry.qos(), raw=True)
 
     def _writer_callback(self, topic: str, connection: Any):
         def write(raw: bytes) -> None:
@@ -121,7 +129,8 @@ class BagRecorder(Node):
 
     def publisher_counts(self) -> dict[str, int]:
         """Publishers matched per recorded topic (to wait for discovery before starting a source)."""
-        return {topic: sub.get_publisher_count() for topic, sub in self._recorded.items()}
+        return {topic: sub.matched_publishers if isinstance(sub, AdaptiveSubscription) else sub.get_publisher_count()
+                for topic, sub in self._recorded.items()}
 
     def close(self) -> None:
         """Finish the bag (writes its metadata); later messages are ignored. Idempotent."""
@@ -129,6 +138,9 @@ class BagRecorder(Node):
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+        for sub in self._recorded.values():
+            if isinstance(sub, AdaptiveSubscription):
+                sub.close()
 
     def destroy_node(self) -> None:
         self.close()
